@@ -1,0 +1,420 @@
+"""The frozen baseline: per-feature bins and smoothed probabilities of the reference data.
+
+A baseline is built once from training data and then never changes while it is in use. Its
+JSON file is the whole contract: with it anyone can bin a value and recompute a divergence.
+
+- numeric bin of ``x``: ``numpy.searchsorted(edges, x, side="right")``; so
+  ``len(probabilities) == len(edges) + 1`` and values below or above the reference range fall
+  in the first or the last bin;
+- categorical bin: the category's index in ``categories``, or ``len(categories)`` ("other")
+  for anything else, including categories the reference never had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamdrift.config import FeatureSpec, FeatureType
+from streamdrift.errors import BaselineError, join_problems
+from streamdrift.features import STATUS_OK, FeatureColumn
+
+BASELINE_FORMAT = "streamdrift.baseline/v1"
+# Probabilities written by hand or by another tool may be rounded; beyond this they are wrong.
+_PROBABILITY_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureBaseline:
+    """One feature of the reference: its bins, the reference counts and probabilities."""
+
+    name: str
+    type: FeatureType
+    counts: npt.NDArray[np.int64]
+    probabilities: npt.NDArray[np.float64]
+    missing: int = 0
+    invalid: int = 0
+    edges: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    categories: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    _category_index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {category: position for position, category in enumerate(self.categories)}
+        object.__setattr__(self, "_category_index", index)
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.probabilities)
+
+    @property
+    def count(self) -> int:
+        """Usable reference values (missing and invalid ones are not in any bin)."""
+        return int(self.counts.sum())
+
+    @property
+    def other_bin(self) -> int:
+        """The categorical bin for every category not listed (``len(categories)``)."""
+        return len(self.categories)
+
+    @property
+    def missing_ratio(self) -> float:
+        total = self.count + self.missing + self.invalid
+        return self.missing / total if total else 0.0
+
+    def bin(self, column: FeatureColumn) -> npt.NDArray[np.int64]:
+        """The bin of every value; unusable values get bin 0, which callers must mask.
+
+        >>> import numpy as np
+        >>> from streamdrift.features import numeric_column
+        >>> age = FeatureBaseline("age", "numeric", np.array([5, 5, 5]),
+        ...                       np.array([0.3, 0.3, 0.4]), edges=np.array([18.0, 40.0]))
+        >>> age.bin(numeric_column([3, 18, 39.9, 40, 99])).tolist()
+        [0, 1, 1, 2, 2]
+        """
+        if self.type == "numeric":
+            return np.searchsorted(self.edges, column.values, side="right").astype(np.int64)
+        lookup = self._category_index.get
+        other = self.other_bin
+        return np.fromiter((lookup(value, other) for value in column.values),
+                           dtype=np.int64, count=len(column))
+
+    def out_of_range(self, column: FeatureColumn) -> int:
+        """Usable numeric values outside the reference's [minimum, maximum]."""
+        if self.type != "numeric" or self.minimum is None or self.maximum is None:
+            return 0
+        values = column.values[column.status == STATUS_OK]
+        return int(np.count_nonzero((values < self.minimum) | (values > self.maximum)))
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"type": self.type}
+        if self.type == "numeric":
+            document["edges"] = [float(edge) for edge in self.edges]
+            document["min"] = self.minimum
+            document["max"] = self.maximum
+        else:
+            document["categories"] = list(self.categories)
+        document["probabilities"] = [float(p) for p in self.probabilities]
+        document["counts"] = [int(c) for c in self.counts]
+        document["count"] = self.count
+        document["missing"] = self.missing
+        document["invalid"] = self.invalid
+        return document
+
+
+@dataclass(frozen=True, eq=False)
+class Baseline:
+    """The reference distribution of every feature, in config order."""
+
+    features: Mapping[str, FeatureBaseline]
+    created_at: str
+    source: str
+    smoothing: float
+    format: str = BASELINE_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "created_at": self.created_at,
+            "source": self.source,
+            "smoothing": self.smoothing,
+            "features": {name: feature.to_json() for name, feature in self.features.items()},
+        }
+
+    def content_hash(self) -> str:
+        """A short hash of what determines the divergences (bins and probabilities)."""
+        canonical = json.dumps(self.to_json()["features"], sort_keys=True,
+                               separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def __getitem__(self, name: str) -> FeatureBaseline:
+        return self.features[name]
+
+
+def smooth(counts: npt.NDArray[np.int64], alpha: float) -> npt.NDArray[np.float64]:
+    """Additive smoothing: ``p_i = (c_i + alpha) / (n + alpha * bins)``, so every ``p_i > 0``.
+
+    >>> smooth(np.array([3, 0, 1]), 0.5).tolist()
+    [0.6363636363636364, 0.09090909090909091, 0.2727272727272727]
+    """
+    total = float(counts.sum()) + alpha * len(counts)
+    return (counts.astype(np.float64) + alpha) / total
+
+
+def quantile_edges(values: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
+    """Equal-frequency edges: the ``k/bins`` quantiles, duplicates and the minimum removed.
+
+    Each edge is a value of the data (``inverted_cdf``), so every bin ``[e_k, e_k+1)`` holds
+    at least that value and no bin is empty. A feature with at most ``bins`` distinct values
+    (a count, a 0-10 rating) gets exactly one bin per value, rare values included.
+
+    >>> quantile_edges(np.array([0.0, 0.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0]), 4).tolist()
+    [1.0, 3.0]
+    >>> quantile_edges(np.array([0.0, 0.0, 0.0, 1.0, 2.0, 2.0]), 20).tolist()
+    [1.0, 2.0]
+    >>> quantile_edges(np.array([7.0, 7.0, 7.0]), 20).tolist()
+    []
+    """
+    if bins <= 1 or len(values) == 0:
+        return np.empty(0)
+    distinct: npt.NDArray[np.float64] = np.unique(values)
+    if len(distinct) <= bins:
+        return distinct[1:]
+    levels = np.arange(1, bins) / bins
+    edges: npt.NDArray[np.float64] = np.unique(np.quantile(values, levels,
+                                                           method="inverted_cdf"))
+    kept: npt.NDArray[np.float64] = edges[edges > distinct[0]]
+    return kept
+
+
+def build_feature_baseline(
+    spec: FeatureSpec, column: FeatureColumn, bins: int, max_categories: int, alpha: float
+) -> FeatureBaseline:
+    """One feature's baseline from its reference column."""
+    usable = column.status == STATUS_OK
+    missing = int(np.count_nonzero(column.status == 1))
+    invalid = len(column) - int(np.count_nonzero(usable)) - missing
+    values = column.values[usable]
+    if len(values) == 0:
+        raise BaselineError(
+            f"feature {spec.name!r} has no usable value in the reference data "
+            f"({missing} missing, {invalid} invalid): check its name/path and type"
+        )
+    if spec.type == "numeric":
+        edges = quantile_edges(values, bins)
+        counts = np.bincount(np.searchsorted(edges, values, side="right"),
+                             minlength=len(edges) + 1).astype(np.int64)
+        return FeatureBaseline(
+            spec.name, "numeric", counts, smooth(counts, alpha), missing, invalid,
+            edges=edges, minimum=float(values.min()), maximum=float(values.max()),
+        )
+    frequencies = Counter(values.tolist())
+    # Most frequent first; ties broken by name so that a rebuild gives the same file.
+    ranked = sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))
+    kept = ranked[:max_categories]
+    other = sum(count for _, count in ranked[max_categories:])
+    counts = np.array([count for _, count in kept] + [other], dtype=np.int64)
+    return FeatureBaseline(
+        spec.name, "categorical", counts, smooth(counts, alpha), missing, invalid,
+        categories=tuple(category for category, _ in kept),
+    )
+
+
+def build_baseline(
+    specs: Sequence[FeatureSpec],
+    columns: Mapping[str, FeatureColumn],
+    bins_for: Mapping[str, int],
+    max_categories: int,
+    smoothing: float,
+    source: str,
+) -> Baseline:
+    """A frozen baseline from reference columns (one per spec, by feature name)."""
+    features = {
+        spec.name: build_feature_baseline(spec, columns[spec.name], bins_for[spec.name],
+                                          max_categories, smoothing)
+        for spec in specs
+    }
+    created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return Baseline(features, created_at, source, smoothing)
+
+
+def save_baseline(baseline: Baseline, path: Path) -> None:
+    """Write the baseline as indented JSON, atomically (a reader never sees half a file)."""
+    text = json.dumps(baseline.to_json(), indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_baseline(path: Path) -> Baseline:
+    """Read and check a baseline file; every problem is reported with the feature at fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise BaselineError(f"cannot read baseline {path}: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise BaselineError(f"baseline {path} is not valid JSON: {error}") from None
+    return parse_baseline(document, str(path))
+
+
+def parse_baseline(document: object, where: str) -> Baseline:
+    """Check a baseline document (already parsed JSON) and freeze it."""
+    if not isinstance(document, dict):
+        raise BaselineError(f"baseline {where}: must be a JSON object")
+    problems: list[str] = []
+    if document.get("format") != BASELINE_FORMAT:
+        problems.append(f"format must be {BASELINE_FORMAT!r} (got {document.get('format')!r})")
+    smoothing = document.get("smoothing", 0.0)
+    if not _is_number(smoothing) or smoothing < 0:
+        problems.append(f"smoothing must be a number >= 0 (got {smoothing!r})")
+        smoothing = 0.0
+    raw_features = document.get("features")
+    features: dict[str, FeatureBaseline] = {}
+    if not isinstance(raw_features, dict) or not raw_features:
+        problems.append("features must be a non-empty object of feature name -> bins")
+    else:
+        for name, raw in raw_features.items():
+            feature = _parse_feature(name, raw, problems)
+            if feature is not None:
+                features[name] = feature
+    if problems:
+        raise BaselineError(join_problems(f"invalid baseline {where}:", problems))
+    return Baseline(
+        features=features,
+        created_at=str(document.get("created_at", "")),
+        source=str(document.get("source", "")),
+        smoothing=float(smoothing),
+        format=BASELINE_FORMAT,
+    )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseline | None:
+    before = len(problems)
+
+    def fault(message: str) -> None:
+        problems.append(f"feature {name!r}: {message}")
+
+    if not isinstance(raw, dict):
+        fault("must be an object")
+        return None
+    feature_type = raw.get("type")
+    if feature_type not in ("numeric", "categorical"):
+        fault(f"type must be numeric or categorical (got {feature_type!r})")
+        return None
+    probabilities = raw.get("probabilities")
+    if not isinstance(probabilities, list) or not all(map(_is_number, probabilities)):
+        fault("probabilities must be a list of finite numbers")
+        return None
+    if any(p <= 0 for p in probabilities):
+        fault("every probability must be > 0 (smoothed)")
+    elif abs(math.fsum(probabilities) - 1.0) > _PROBABILITY_SUM_TOLERANCE:
+        fault(f"probabilities must sum to 1 (got {math.fsum(probabilities)!r})")
+    edges: list[float] = []
+    categories: list[str] = []
+    minimum = maximum = None
+    if feature_type == "numeric":
+        raw_edges = raw.get("edges", None)
+        if not isinstance(raw_edges, list) or not all(map(_is_number, raw_edges)):
+            fault("edges must be a list of finite numbers")
+            return None
+        edges = raw_edges
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            fault("edges must be strictly increasing")
+        if len(probabilities) != len(edges) + 1:
+            fault(f"needs len(edges) + 1 = {len(edges) + 1} probabilities "
+                  f"(got {len(probabilities)})")
+        minimum, maximum = raw.get("min"), raw.get("max")
+        if (minimum is None) != (maximum is None) or (
+            minimum is not None and not (_is_number(minimum) and _is_number(maximum)
+                                         and minimum <= maximum)):
+            fault(f"min and max must both be numbers with min <= max (got {minimum!r}, "
+                  f"{maximum!r})")
+    else:
+        raw_categories = raw.get("categories", None)
+        if not isinstance(raw_categories, list) or not all(
+                isinstance(c, str) for c in raw_categories):
+            fault("categories must be a list of strings")
+            return None
+        categories = raw_categories
+        if len(set(categories)) != len(categories):
+            fault("categories must not repeat")
+        if len(probabilities) != len(categories) + 1:
+            fault(f"needs len(categories) + 1 = {len(categories) + 1} probabilities, the last "
+                  f"for other categories (got {len(probabilities)})")
+    counts = raw.get("counts", [0] * len(probabilities))
+    if not isinstance(counts, list) or not all(map(_is_count, counts)):
+        fault("counts must be a list of non-negative integers")
+    elif len(counts) != len(probabilities):
+        fault(f"counts must have one entry per probability (got {len(counts)})")
+    for key in ("missing", "invalid"):
+        if not _is_count(raw.get(key, 0)):
+            fault(f"{key} must be a non-negative integer (got {raw.get(key)!r})")
+    if "count" in raw and _is_count(raw["count"]) and isinstance(counts, list) \
+            and all(map(_is_count, counts)) and sum(counts) not in (0, raw["count"]):
+        fault(f"count {raw['count']} differs from the sum of counts {sum(counts)}")
+    if len(problems) > before:
+        return None
+    return FeatureBaseline(
+        name=name,
+        type=feature_type,
+        counts=np.array(counts, dtype=np.int64),
+        probabilities=np.array(probabilities, dtype=np.float64),
+        missing=int(raw.get("missing", 0)),
+        invalid=int(raw.get("invalid", 0)),
+        edges=np.array(edges, dtype=np.float64),
+        categories=tuple(categories),
+        minimum=None if minimum is None else float(minimum),
+        maximum=None if maximum is None else float(maximum),
+    )
+
+
+def check_baseline_fits(baseline: Baseline, specs: Iterable[FeatureSpec], where: str) -> None:
+    """Every configured feature must be in the baseline, with the same type."""
+    problems = []
+    for spec in specs:
+        feature = baseline.features.get(spec.name)
+        if feature is None:
+            problems.append(f"feature {spec.name!r} is configured but not in the baseline; "
+                            "rebuild it with `streamdrift baseline build`")
+        elif feature.type != spec.type:
+            problems.append(f"feature {spec.name!r} is {spec.type} in the config but "
+                            f"{feature.type} in the baseline")
+    if problems:
+        raise BaselineError(join_problems(f"baseline {where} does not fit the config:",
+                                          problems))
+
+
+def describe_baseline(baseline: Baseline) -> str:
+    """A readable summary: one line per feature with its bins and reference shape."""
+    lines = [
+        f"format      {baseline.format}",
+        f"created_at  {baseline.created_at}",
+        f"source      {baseline.source}",
+        f"smoothing   {baseline.smoothing}",
+        f"hash        {baseline.content_hash()}",
+        "",
+        f"{'feature':<24} {'type':<12} {'bins':>5} {'count':>10} {'missing':>8}  shape",
+    ]
+    for name, feature in baseline.features.items():
+        if feature.type == "numeric":
+            shape = (f"range [{feature.minimum:.6g}, {feature.maximum:.6g}]"
+                     if feature.minimum is not None and feature.maximum is not None
+                     else f"{len(feature.edges)} edges")
+        else:
+            top = sorted(zip(feature.probabilities[:-1], feature.categories, strict=True),
+                         reverse=True)[:3]
+            shape = ", ".join(f"{category} {p:.0%}" for p, category in top)
+            shape += f" ... other {feature.probabilities[-1]:.1%}"
+        lines.append(f"{name:<24} {feature.type:<12} {feature.n_bins:>5} {feature.count:>10} "
+                     f"{feature.missing:>8}  {shape}")
+    return "\n".join(lines)

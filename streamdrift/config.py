@@ -1,0 +1,606 @@
+"""The configuration: read once from YAML, checked as a whole, frozen.
+
+``load_config`` is the only place that reads YAML. Every problem found is gathered into one
+``ConfigError`` whose lines each name the key path, the rule and the value. Unknown keys are
+rejected so that a typo never silently falls back to a default. Relative paths resolve against
+the config file's folder. Connection settings and secrets may come from the environment
+(``ENVIRONMENT_OVERRIDES``); secrets never appear in the YAML, in a repr or in a log line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+from streamdrift.errors import ConfigError, join_problems
+
+FeatureType = Literal["numeric", "categorical"]
+DetectorMethod = Literal["adwin", "page_hinkley", "kswin", "none"]
+TimeUnit = Literal["s", "ms", "iso"]
+
+# Environment variable -> key path. Applied before validation, so a bad value is reported
+# against the variable that supplied it.
+ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
+    "STREAMDRIFT_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "STREAMDRIFT_KAFKA_TOPIC": ("kafka", "topic"),
+    "STREAMDRIFT_KAFKA_GROUP_ID": ("kafka", "group_id"),
+    "STREAMDRIFT_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "STREAMDRIFT_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "STREAMDRIFT_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "STREAMDRIFT_METRICS_PORT": ("metrics", "port"),
+    "STREAMDRIFT_METRICS_BIND_ADDRESS": ("metrics", "bind_address"),
+    "STREAMDRIFT_BASELINE_PATH": ("baseline", "path"),
+}
+SASL_PASSWORD_ENV = "STREAMDRIFT_KAFKA_SASL_PASSWORD"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str | None = "features"
+    topic_pattern: str | None = None
+    group_id: str = "streamdrift"
+    client_id: str = "streamdrift"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One monitored feature: where to find it in a message and how to bin it."""
+
+    name: str
+    path: tuple[str, ...]
+    type: FeatureType
+    bins: int | None = None
+    threshold: float | None = None
+    min_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """A sliding window of ``panes`` panes.
+
+    Either ``size`` messages (``duration_s`` is None) or ``duration_s`` seconds of event time
+    (``size`` is None), taken from ``time_field`` in the message or, in the service, from the
+    Kafka record timestamp when ``time_field`` is None.
+    """
+
+    size: int | None = 10_000
+    duration_s: float | None = None
+    panes: int = 10
+    time_field: tuple[str, ...] | None = None
+    time_unit: TimeUnit = "s"
+
+    @property
+    def is_event_time(self) -> bool:
+        return self.duration_s is not None
+
+    def describe(self) -> str:
+        if self.duration_s is not None:
+            return f"{format_duration(self.duration_s)} of event time in {self.panes} panes"
+        return f"{self.size} messages in {self.panes} panes"
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    path: Path = Path("baseline.json")
+    bins: int = 20
+    max_categories: int = 50
+    smoothing: float = 0.5
+
+
+@dataclass(frozen=True)
+class DivergenceConfig:
+    threshold: float = 0.1
+    min_samples: int = 100
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    method: DetectorMethod = "adwin"
+    params: Mapping[str, float | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    max_message_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 9108
+    bind_address: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class Config:
+    features: tuple[FeatureSpec, ...]
+    kafka: KafkaConfig = KafkaConfig()
+    window: WindowConfig = WindowConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    divergence: DivergenceConfig = DivergenceConfig()
+    detector: DetectorConfig = DetectorConfig()
+    input: InputConfig = InputConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    source: Path | None = None
+
+    def bins_for(self, feature: FeatureSpec) -> int:
+        return feature.bins if feature.bins is not None else self.baseline.bins
+
+    def threshold_for(self, feature: FeatureSpec) -> float:
+        return feature.threshold if feature.threshold is not None else self.divergence.threshold
+
+    def min_samples_for(self, feature: FeatureSpec) -> int:
+        if feature.min_samples is not None:
+            return feature.min_samples
+        return self.divergence.min_samples
+
+
+def parse_duration_s(text: str) -> float:
+    """Seconds in a duration such as ``"15m"``, ``"90s"``, ``"1.5h"``, ``"500ms"``, ``"2d"``.
+
+    >>> parse_duration_s("15m"), parse_duration_s("500ms")
+    (900.0, 0.5)
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration like '15m' or '1h': {text!r}")
+    return float(match.group(1)) * _DURATION_UNIT_S[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of a duration.
+
+    >>> format_duration(900.0), format_duration(0.5), format_duration(5400.0)
+    ('15m', '500ms', '90m')
+    """
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _DURATION_UNIT_S[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, check and freeze the configuration at ``path``.
+
+    Raises ``ConfigError`` listing every problem found, each naming its key path.
+    """
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {config_path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{config_path} is not valid YAML: {error}") from None
+    return parse_config(raw, base_dir=config_path.resolve().parent, environ=environ,
+                        source=config_path)
+
+
+def parse_config(
+    raw: object,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    source: Path | None = None,
+) -> Config:
+    """Check and freeze an already-parsed mapping (the YAML document)."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the config must be a mapping of sections (got {type(raw).__name__})")
+    document = {key: dict(value) if isinstance(value, Mapping) else value
+                for key, value in raw.items()}
+    _apply_environment(document, environ, problems)
+
+    top = _Section(document, "", problems)
+    kafka = _parse_kafka(top.section("kafka"), base_dir, environ, problems)
+    features = _parse_features(top.take("features", None), problems)
+    window = _parse_window(top.section("window"))
+    baseline = _parse_baseline(top.section("baseline"), base_dir)
+    divergence = _parse_divergence(top.section("divergence"))
+    detector = _parse_detector(top.section("detector"))
+    input_config = _parse_input(top.section("input"))
+    metrics = _parse_metrics(top.section("metrics"))
+    top.reject_unknown()
+
+    if problems:
+        header = f"invalid configuration{f' in {source}' if source else ''}:"
+        raise ConfigError(join_problems(header, problems))
+    assert features is not None  # a missing features list is a reported problem above
+    return Config(
+        features=features,
+        kafka=kafka,
+        window=window,
+        baseline=baseline,
+        divergence=divergence,
+        detector=detector,
+        input=input_config,
+        metrics=metrics,
+        source=source,
+    )
+
+
+class _Section:
+    """Reads typed values out of one mapping, recording each problem with its key path."""
+
+    def __init__(self, mapping: object, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, Mapping):
+            self.report("", "must be a mapping", mapping)
+            mapping = {}
+        self.mapping: dict[str, Any] = dict(mapping)
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def report(self, name: str, rule: str, value: object) -> None:
+        where = self.key(name) if name else (self.path or "the config")
+        self.problems.append(f"{where} {rule} (got {value!r})")
+
+    def take(self, name: str, default: Any) -> Any:
+        self.seen.add(name)
+        return self.mapping.get(name, default)
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.take(name, None), self.key(name), self.problems)
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        value = self.take(name, default)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)  # environment overrides arrive as text
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.report(name, "must be an integer", value)
+            return default
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            self.report(name, f"must be {bound}", value)
+            return default
+        return value
+
+    def optional_integer(self, name: str, low: int) -> int | None:
+        if self.mapping.get(name) is None:
+            self.seen.add(name)
+            return None
+        return self.integer(name, low, low)
+
+    def number(self, name: str, default: float, low: float, low_inclusive: bool = True) -> float:
+        value = self.take(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.report(name, "must be a number", value)
+            return default
+        number = float(value)
+        below = number < low if low_inclusive else number <= low
+        if not math.isfinite(number) or below:
+            self.report(name, f"must be a finite number {'>=' if low_inclusive else '>'} {low}",
+                        value)
+            return default
+        return number
+
+    def optional_number(self, name: str, low: float, low_inclusive: bool = True) -> float | None:
+        if self.mapping.get(name) is None:
+            self.seen.add(name)
+            return None
+        return self.number(name, low, low, low_inclusive)
+
+    def text(self, name: str, default: str) -> str:
+        value = self.take(name, default)
+        if not isinstance(value, str) or not value.strip():
+            self.report(name, "must be a non-empty string", value)
+            return default
+        return value
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.take(name, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.report(name, "must be a non-empty string or absent", value)
+            return None
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.take(name, default)
+        if value not in choices:
+            self.report(name, f"must be one of {', '.join(choices)}", value)
+            return default
+        return str(value)
+
+    def optional_path(self, name: str, base_dir: Path) -> Path | None:
+        value = self.optional_text(name)
+        return None if value is None else resolve_path(value, base_dir)
+
+    def reject_unknown(self) -> None:
+        for name in sorted(set(self.mapping) - self.seen, key=str):
+            self.report(name, "is not a known key", self.mapping[name])
+
+
+def resolve_path(value: str | Path, base_dir: Path) -> Path:
+    """An absolute path, with a relative one taken against ``base_dir`` (the config's folder)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _apply_environment(
+    document: dict[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> None:
+    for variable, (section, key) in ENVIRONMENT_OVERRIDES.items():
+        if variable in environ:
+            target = document.setdefault(section, {})
+            if isinstance(target, dict):
+                target[key] = environ[variable]
+            else:
+                problems.append(f"{section} must be a mapping to apply {variable}")
+
+
+def _parse_kafka(
+    section: _Section, base_dir: Path, environ: Mapping[str, str], problems: list[str]
+) -> KafkaConfig:
+    defaults = KafkaConfig()
+    topic = section.optional_text("topic")
+    topic_pattern = section.optional_text("topic_pattern")
+    if topic is not None and topic_pattern is not None:
+        section.report("topic_pattern", "cannot be set together with kafka.topic", topic_pattern)
+    if topic is None and topic_pattern is None:
+        topic = defaults.topic
+    if topic_pattern is not None:
+        try:
+            re.compile(topic_pattern)
+        except re.error as error:
+            section.report("topic_pattern", f"must be a regular expression ({error})",
+                           topic_pattern)
+    if "sasl_password" in section.mapping:
+        section.take("sasl_password", None)
+        problems.append(
+            f"kafka.sasl_password must not be written in the config; set {SASL_PASSWORD_ENV} "
+            "or name a file in kafka.sasl_password_file (value hidden)"
+        )
+    password_file = section.optional_path("sasl_password_file", base_dir)
+    password: Secret | None = None
+    if SASL_PASSWORD_ENV in environ:
+        password = Secret(environ[SASL_PASSWORD_ENV])
+    elif password_file is not None:
+        try:
+            password = Secret(password_file.read_text(encoding="utf-8").strip())
+        except OSError as error:
+            problems.append(f"kafka.sasl_password_file cannot be read: {password_file} "
+                            f"({error.strerror})")
+    protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+    protocol = section.choice("security_protocol", defaults.security_protocol, protocols)
+    mechanism = section.optional_text("sasl_mechanism")
+    if mechanism is not None and mechanism not in mechanisms:
+        section.report("sasl_mechanism", f"must be one of {', '.join(mechanisms)}", mechanism)
+    if protocol.startswith("SASL") and mechanism is None:
+        section.report("sasl_mechanism", f"is required with security_protocol {protocol}", None)
+    kafka = KafkaConfig(
+        bootstrap_servers=section.text("bootstrap_servers", defaults.bootstrap_servers),
+        topic=topic,
+        topic_pattern=topic_pattern,
+        group_id=section.text("group_id", defaults.group_id),
+        client_id=section.text("client_id", defaults.client_id),
+        security_protocol=protocol,
+        sasl_mechanism=mechanism,
+        sasl_username=section.optional_text("sasl_username"),
+        sasl_password=password,
+        ssl_cafile=section.optional_path("ssl_cafile", base_dir),
+        ssl_certfile=section.optional_path("ssl_certfile", base_dir),
+        ssl_keyfile=section.optional_path("ssl_keyfile", base_dir),
+    )
+    section.reject_unknown()
+    return kafka
+
+
+def split_path(text: str) -> tuple[str, ...]:
+    """A dot path as its keys: ``"usage.session_length"`` -> ``("usage", "session_length")``."""
+    return tuple(text.split("."))
+
+
+def _parse_features(raw: object, problems: list[str]) -> tuple[FeatureSpec, ...] | None:
+    if raw is None:
+        problems.append("features is required: a list of {name, type[, path, bins, threshold]}")
+        return None
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"features must be a non-empty list (got {raw!r})")
+        return None
+    specs: list[FeatureSpec] = []
+    seen_names: set[str] = set()
+    for index, item in enumerate(raw):
+        section = _Section(item, f"features[{index}]", problems)
+        name = section.take("name", None)
+        if not isinstance(name, str) or not name:
+            section.report("name", "is required: a non-empty string", name)
+            name = f"features[{index}]"
+        elif not _FEATURE_NAME.match(name):
+            section.report("name", "must start with a letter or _ and use only letters, digits, "
+                           "_ . -", name)
+        elif name in seen_names:
+            section.report("name", "is used by an earlier feature", name)
+        seen_names.add(name)
+        path_text = section.take("path", name)
+        if not isinstance(path_text, str) or not all(split_path(path_text)):
+            section.report("path", "must be a dot path such as usage.session_length", path_text)
+            path_text = name
+        feature_type = section.choice("type", "numeric", ("numeric", "categorical"))
+        specs.append(
+            FeatureSpec(
+                name=name,
+                path=split_path(path_text),
+                type=cast(FeatureType, feature_type),
+                bins=section.optional_integer("bins", 1),
+                threshold=section.optional_number("threshold", 0.0, low_inclusive=False),
+                min_samples=section.optional_integer("min_samples", 1),
+            )
+        )
+        section.reject_unknown()
+    return tuple(specs)
+
+
+def _parse_window(section: _Section) -> WindowConfig:
+    defaults = WindowConfig()
+    raw_size = section.take("size", defaults.size)
+    panes = section.integer("panes", defaults.panes, 1, 100_000)
+    size: int | None = None
+    duration_s: float | None = None
+    if isinstance(raw_size, str):
+        try:
+            duration_s = parse_duration_s(raw_size)
+        except ValueError as error:
+            section.report("size", f"must be a message count or a duration ({error})", raw_size)
+        if duration_s is not None and duration_s <= 0:
+            section.report("size", "must be a positive duration", raw_size)
+            duration_s = None
+    elif isinstance(raw_size, int) and not isinstance(raw_size, bool) and raw_size >= 1:
+        size = raw_size
+        if size % panes != 0:
+            section.report("size", f"must be a multiple of window.panes ({panes}) so that every "
+                           "pane holds the same number of messages", raw_size)
+    else:
+        section.report("size", "must be a positive message count or a duration like '15m'",
+                       raw_size)
+    if size is None and duration_s is None:
+        size = defaults.size
+    time_field_text = section.optional_text("time_field")
+    time_unit = section.choice("time_unit", defaults.time_unit, ("s", "ms", "iso"))
+    window = WindowConfig(
+        size=size,
+        duration_s=duration_s,
+        panes=panes,
+        time_field=None if time_field_text is None else split_path(time_field_text),
+        time_unit=cast(TimeUnit, time_unit),
+    )
+    section.reject_unknown()
+    return window
+
+
+def _parse_baseline(section: _Section, base_dir: Path) -> BaselineConfig:
+    defaults = BaselineConfig()
+    path_text = section.text("path", str(defaults.path))
+    baseline = BaselineConfig(
+        path=resolve_path(path_text, base_dir),
+        bins=section.integer("bins", defaults.bins, 1, 10_000),
+        max_categories=section.integer("max_categories", defaults.max_categories, 1, 100_000),
+        smoothing=section.number("smoothing", defaults.smoothing, 0.0, low_inclusive=False),
+    )
+    section.reject_unknown()
+    return baseline
+
+
+def _parse_divergence(section: _Section) -> DivergenceConfig:
+    defaults = DivergenceConfig()
+    divergence = DivergenceConfig(
+        threshold=section.number("threshold", defaults.threshold, 0.0, low_inclusive=False),
+        min_samples=section.integer("min_samples", defaults.min_samples, 1),
+    )
+    section.reject_unknown()
+    return divergence
+
+
+_DETECTOR_PARAMS: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "adwin": {
+        "delta": lambda v: 0 < v < 1,
+        "clock": lambda v: isinstance(v, int) and v >= 1,
+        "grace_period": lambda v: isinstance(v, int) and v >= 1,
+        "min_window_length": lambda v: isinstance(v, int) and v >= 1,
+        "max_buckets": lambda v: isinstance(v, int) and v >= 1,
+    },
+    "page_hinkley": {
+        "min_instances": lambda v: isinstance(v, int) and v >= 1,
+        "delta": lambda v: v >= 0,
+        "threshold": lambda v: v > 0,
+        "alpha": lambda v: 0 < v <= 1,
+    },
+    "kswin": {
+        "alpha": lambda v: 0 < v < 1,
+        "window_size": lambda v: isinstance(v, int) and v >= 2,
+        "stat_size": lambda v: isinstance(v, int) and v >= 1,
+        "seed": lambda v: isinstance(v, int),
+    },
+    "none": {},
+}
+
+
+def _parse_detector(section: _Section) -> DetectorConfig:
+    method = section.choice("method", "adwin", tuple(_DETECTOR_PARAMS))
+    params_section = section.section("params")
+    params: dict[str, float | int] = {}
+    for name, check in _DETECTOR_PARAMS[method].items():
+        value = params_section.take(name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not check(value):
+            params_section.report(name, f"is not a valid {method} parameter value", value)
+            continue
+        params[name] = value
+    params_section.reject_unknown()
+    section.reject_unknown()
+    return DetectorConfig(
+        method=cast(DetectorMethod, method),
+        params=params,
+    )
+
+
+def _parse_input(section: _Section) -> InputConfig:
+    config = InputConfig(
+        max_message_bytes=section.integer("max_message_bytes", InputConfig().max_message_bytes,
+                                          16),
+    )
+    section.reject_unknown()
+    return config
+
+
+def _parse_metrics(section: _Section) -> MetricsConfig:
+    defaults = MetricsConfig()
+    metrics = MetricsConfig(
+        port=section.integer("port", defaults.port, 0, 65535),
+        bind_address=section.text("bind_address", defaults.bind_address),
+    )
+    section.reject_unknown()
+    return metrics

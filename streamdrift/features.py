@@ -1,0 +1,207 @@
+"""Feature extraction: a batch of decoded messages -> one numpy column per feature.
+
+Every value ends in one of four states (``STATUS_*``): a usable value, missing (absent, null
+or NaN: its own signal, never in the histogram), or invalid for a reason (wrong type,
+non-finite number). Only usable values are binned.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamdrift.config import FeatureSpec
+
+STATUS_OK = 0
+STATUS_MISSING = 1
+STATUS_WRONG_TYPE = 2
+STATUS_NON_FINITE = 3
+# Reasons a single value is unusable; label values of streamdrift_invalid_values_total{reason}.
+INVALID_VALUE_REASONS = {STATUS_WRONG_TYPE: "wrong_type", STATUS_NON_FINITE: "non_finite"}
+
+# Stands for "a key on the path led into something that is not an object".
+_NOT_AN_OBJECT = object()
+
+# Text that tabular files (CSV) use for an empty cell.
+_MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One feature's values in a batch.
+
+    ``values`` is float64 for a numeric feature and an object array of ``str`` for a
+    categorical one; where ``status`` is not ``STATUS_OK`` the value is a placeholder
+    (0.0 or "") and must not be used.
+    """
+
+    values: npt.NDArray[Any]
+    status: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    @property
+    def usable(self) -> npt.NDArray[np.bool_]:
+        mask: npt.NDArray[np.bool_] = self.status == STATUS_OK
+        return mask
+
+
+def lookup(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a dot path, ``None`` when a key is absent.
+
+    >>> lookup({"usage": {"session_length": 3.5}}, ("usage", "session_length"))
+    3.5
+    >>> lookup({"usage": {}}, ("usage", "session_length")) is None
+    True
+    """
+    value: Any = message
+    for key in path:
+        if type(value) is not dict:
+            return None if value is None else _NOT_AN_OBJECT
+        value = value.get(key)
+    return value
+
+
+def raw_values(messages: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> list[Any]:
+    """The value at ``path`` in each message, in order."""
+    if len(path) == 1:
+        key = path[0]
+        return [message.get(key) for message in messages]
+    return [lookup(message, path) for message in messages]
+
+
+def numeric_column(values: Sequence[Any]) -> FeatureColumn:
+    """Numbers as float64; null and NaN are missing; text, booleans and objects are wrong.
+
+    Text is refused rather than parsed: a producer that sends ``"3.5"`` for a number has a
+    schema problem the user should see counted, not hidden.
+
+    >>> column = numeric_column([1, 2.5, None, float("nan"), "3", True, float("inf")])
+    >>> column.values[:2].tolist(), column.status.tolist()
+    ([1.0, 2.5], [0, 0, 1, 1, 2, 2, 3])
+    """
+    count = len(values)
+    value_types = set(map(type, values))
+    if value_types <= {int, float, type(None)}:
+        # Fast path: numpy converts None to NaN itself.
+        try:
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range: take the careful path
+            pass
+        else:
+            status = np.zeros(count, dtype=np.int8)
+            status[np.isnan(array)] = STATUS_MISSING
+            status[np.isinf(array)] = STATUS_NON_FINITE
+            array[status != STATUS_OK] = 0.0
+            return FeatureColumn(array, status)
+    array = np.zeros(count, dtype=np.float64)
+    status = np.zeros(count, dtype=np.int8)
+    for index, value in enumerate(values):
+        value_type = type(value)
+        if value_type is float or value_type is int:
+            try:
+                number = float(value)
+            except OverflowError:
+                status[index] = STATUS_NON_FINITE
+                continue
+            if math.isnan(number):
+                status[index] = STATUS_MISSING
+            elif math.isinf(number):
+                status[index] = STATUS_NON_FINITE
+            else:
+                array[index] = number
+        elif value is None:
+            status[index] = STATUS_MISSING
+        else:
+            status[index] = STATUS_WRONG_TYPE
+    return FeatureColumn(array, status)
+
+
+def categorical_column(values: Sequence[Any]) -> FeatureColumn:
+    """Categories as text: strings as they are, numbers in decimal, booleans as true/false.
+
+    An integral float is spelled as the integer (``3.0`` -> ``"3"``), so that a category sent
+    as ``3`` by one producer and ``3.0`` by another (pandas, once a column holds a NaN) stays
+    one category. null and NaN are missing; objects, arrays and infinities are wrong.
+
+    >>> column = categorical_column(["gold", 3, 3.0, 2.5, True, None, {"a": 1}])
+    >>> column.values.tolist(), column.status.tolist()
+    (['gold', '3', '3', '2.5', 'true', '', ''], [0, 0, 0, 0, 0, 1, 2])
+    """
+    count = len(values)
+    array = np.empty(count, dtype=object)
+    status = np.zeros(count, dtype=np.int8)
+    for index, value in enumerate(values):
+        value_type = type(value)
+        if value_type is str:
+            array[index] = value
+        elif value is None:
+            array[index] = ""
+            status[index] = STATUS_MISSING
+        elif value_type is bool:
+            array[index] = "true" if value else "false"
+        elif value_type is int:
+            array[index] = str(value)
+        elif value_type is float and math.isfinite(value):
+            array[index] = str(int(value)) if value.is_integer() else repr(value)
+        elif value_type is float and math.isnan(value):
+            array[index] = ""
+            status[index] = STATUS_MISSING
+        else:
+            array[index] = ""
+            status[index] = STATUS_WRONG_TYPE
+    return FeatureColumn(array, status)
+
+
+def extract_column(spec: FeatureSpec, values: Sequence[Any]) -> FeatureColumn:
+    """Raw values of one feature as a typed column."""
+    if spec.type == "numeric":
+        return numeric_column(values)
+    return categorical_column(values)
+
+
+def extract_features(
+    messages: Sequence[Mapping[str, Any]], specs: Iterable[FeatureSpec]
+) -> list[FeatureColumn]:
+    """One column per feature spec, from decoded JSON messages (features found by path)."""
+    return [extract_column(spec, raw_values(messages, spec.path)) for spec in specs]
+
+
+def parse_text_cell(text: str | None, spec: FeatureSpec) -> Any:
+    """A tabular (CSV) cell as JSON would carry it: for a numeric feature a number if it reads
+    as one (else the text, which then counts as a wrong type), for a categorical one the text.
+
+    >>> numeric = FeatureSpec("x", ("x",), "numeric")
+    >>> [parse_text_cell(cell, numeric) for cell in ["3", "2.5", "", "NA", "gold", "1e400"]]
+    [3, 2.5, None, None, 'gold', inf]
+    >>> parse_text_cell(" 2.5 ", FeatureSpec("v", ("v",), "categorical"))
+    '2.5'
+    """
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped.lower() in _MISSING_TEXT:
+        return None
+    if spec.type == "categorical":
+        return stripped
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    try:
+        return float(stripped)
+    except ValueError:
+        return stripped
+
+
+def count_invalid_values(status: npt.NDArray[np.int8]) -> dict[str, int]:
+    """How many values of a column are unusable, by reason (reasons with no value left out)."""
+    counts = np.bincount(status, minlength=STATUS_NON_FINITE + 1)
+    return {reason: int(counts[code]) for code, reason in INVALID_VALUE_REASONS.items()
+            if counts[code]}

@@ -1,0 +1,393 @@
+"""The drift monitor: feature specs + baseline + windows + divergences -> a frozen report.
+
+One ``DriftMonitor`` owns all mutable state and is driven by one thread: ``process_payloads``
+for raw message bytes (Kafka, JSONL replay), ``process_messages`` for decoded objects.
+``report()`` builds an immutable ``DriftReport`` that readers (the exporter, the CLI) can hold
+without locks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from streamdrift.baseline import Baseline, check_baseline_fits
+from streamdrift.config import Config, FeatureSpec, TimeUnit, format_duration
+from streamdrift.decoding import REJECT_BAD_TIMESTAMP, MessageDecoder
+from streamdrift.detectors import ChangeDetector, make_detector
+from streamdrift.divergence import Divergences, IncrementalKL, divergences
+from streamdrift.features import (
+    INVALID_VALUE_REASONS,
+    STATUS_MISSING,
+    STATUS_NON_FINITE,
+    STATUS_OK,
+    FeatureColumn,
+    extract_features,
+    numeric_column,
+    raw_values,
+)
+from streamdrift.sketch import SlotLayout, WindowedHistogram
+
+FeatureStatus = Literal["ok", "drift", "insufficient_data"]
+
+
+@dataclass(frozen=True)
+class FeatureReport:
+    """One feature's state for the current window.
+
+    The divergences are None while the window holds fewer than ``min_samples`` values
+    ("insufficient data"): a KL from a handful of values is mostly noise.
+    """
+
+    name: str
+    type: str
+    status: FeatureStatus
+    kl: float | None
+    js: float | None
+    psi: float | None
+    p_value: float | None
+    samples: int
+    missing: int
+    invalid: int
+    missing_ratio: float | None
+    baseline_missing_ratio: float
+    threshold: float
+    min_samples: int
+    change_points: int
+    window_counts: tuple[int, ...]
+    bin_totals: tuple[int, ...]
+    unseen_total: int
+    out_of_range_total: int
+    missing_total: int
+    invalid_values_total: Mapping[str, int]
+
+    @property
+    def drift(self) -> bool:
+        return self.status == "drift"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "status": self.status,
+            "drift": self.drift,
+            "kl": self.kl,
+            "js": self.js,
+            "psi": self.psi,
+            "p_value": self.p_value,
+            "threshold": self.threshold,
+            "samples": self.samples,
+            "missing": self.missing,
+            "invalid": self.invalid,
+            "missing_ratio": self.missing_ratio,
+            "baseline_missing_ratio": self.baseline_missing_ratio,
+            "change_points": self.change_points,
+            "unseen_total": self.unseen_total,
+            "out_of_range_total": self.out_of_range_total,
+            "invalid_values_total": dict(self.invalid_values_total),
+            "window_counts": list(self.window_counts),
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Everything the monitor knows at one moment; immutable, safe to share across threads."""
+
+    messages: int
+    invalid: int
+    invalid_reasons: Mapping[str, int]
+    late: int
+    window_messages: int
+    window: str
+    panes_closed: int
+    baseline_hash: str
+    baseline_created_at: str
+    features: Mapping[str, FeatureReport]
+    created_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def drifted(self) -> list[str]:
+        return [name for name, feature in self.features.items() if feature.drift]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "invalid": self.invalid,
+            "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
+            "late": self.late,
+            "window": {"description": self.window, "messages": self.window_messages,
+                       "panes_closed": self.panes_closed},
+            "baseline": {"hash": self.baseline_hash, "created_at": self.baseline_created_at},
+            "drifted": self.drifted,
+            "features": {name: feature.to_json() for name, feature in self.features.items()},
+        }
+
+
+class DriftMonitor:
+    """Sliding windows over every configured feature, compared with a frozen baseline."""
+
+    def __init__(self, config: Config, baseline: Baseline, baseline_name: str = "baseline"
+                 ) -> None:
+        check_baseline_fits(baseline, config.features, baseline_name)
+        self.config = config
+        self.specs: tuple[FeatureSpec, ...] = config.features
+        self.baseline = baseline
+        self._feature_baselines = [baseline[spec.name] for spec in self.specs]
+        self.layout = SlotLayout.from_bins([f.n_bins for f in self._feature_baselines])
+        self._q = np.concatenate([f.probabilities for f in self._feature_baselines])
+        log_q_by_slot = np.zeros(self.layout.n_slots)
+        log_q_by_slot[self.layout.bin_slots] = np.log(self._q)
+
+        window = config.window
+        self._pane_length = None if window.size is None else window.size // window.panes
+        self._pane_duration_s = (None if window.duration_s is None
+                                 else window.duration_s / window.panes)
+        self.histogram = WindowedHistogram(self.layout.n_slots, window.panes)
+        self.kl = IncrementalKL(self.layout, log_q_by_slot)
+        self.histogram.window_listeners.append(self.kl.on_change)
+        self.histogram.pane_listeners.append(self._on_pane_closed)
+
+        self.decoder = MessageDecoder(config.input.max_message_bytes)
+        self._detectors: list[ChangeDetector | None] = [
+            make_detector(config.detector) for _ in self.specs]
+        n_features = len(self.specs)
+        self._thresholds = np.array([config.threshold_for(s) for s in self.specs])
+        self._min_samples = np.array([config.min_samples_for(s) for s in self.specs])
+        self._change_points = np.zeros(n_features, dtype=np.int64)
+        self._slot_totals = np.zeros(self.layout.n_slots, dtype=np.int64)
+        self._out_of_range = np.zeros(n_features, dtype=np.int64)
+        self._invalid_values = np.zeros((n_features, STATUS_NON_FINITE + 1), dtype=np.int64)
+        self.messages = 0
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.panes_closed = 0
+
+    # ---- input -------------------------------------------------------------------------
+
+    def process_payloads(
+        self,
+        payloads: Sequence[bytes | None],
+        record_timestamps_s: Sequence[float] | None = None,
+    ) -> None:
+        """Decode and count a batch of raw messages, in arrival order.
+
+        ``record_timestamps_s`` (one per payload, e.g. Kafka record timestamps) place the
+        messages of an event-time window when no ``window.time_field`` is configured.
+        """
+        decoded = self.decoder.decode(payloads)
+        self.messages += len(payloads) - len(decoded.objects)
+        self.rejected.update(decoded.rejected)
+        timestamps = None
+        if record_timestamps_s is not None:
+            timestamps = np.asarray(record_timestamps_s, dtype=np.float64)[decoded.positions]
+        self.process_messages(decoded.objects, timestamps)
+
+    def process_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        record_timestamps_s: npt.NDArray[np.float64] | None = None,
+    ) -> None:
+        """Count a batch of decoded JSON objects, in arrival order."""
+        self.messages += len(messages)
+        if not messages:
+            return
+        pane_ids: npt.NDArray[np.int64]
+        if self._pane_duration_s is None:
+            assert self._pane_length is not None
+            ordinals = self.accepted + np.arange(len(messages), dtype=np.int64)
+            pane_ids = ordinals // self._pane_length
+        else:
+            timestamps, usable = self._event_times_s(messages, record_timestamps_s)
+            if not usable.all():
+                self.rejected[REJECT_BAD_TIMESTAMP] += int(np.count_nonzero(~usable))
+                kept = np.flatnonzero(usable)
+                messages = [messages[i] for i in kept.tolist()]
+                timestamps = timestamps[kept]
+                if not messages:
+                    return
+            pane_ids = np.floor(timestamps / self._pane_duration_s).astype(np.int64)
+        self._count(extract_features(messages, self.specs), pane_ids)
+
+    def process_columns(self, columns: Sequence[FeatureColumn]) -> None:
+        """Count rows of already-extracted columns (one per feature, in config order) as
+        messages arriving in row order. Only for a count window: rows carry no event time."""
+        if self._pane_length is None:
+            raise ValueError("process_columns needs a count window (window.size in messages)")
+        rows = len(columns[0]) if columns else 0
+        self.messages += rows
+        ordinals = self.accepted + np.arange(rows, dtype=np.int64)
+        self._count(columns, ordinals // self._pane_length)
+
+    def _count(self, columns: Sequence[FeatureColumn], pane_ids: npt.NDArray[np.int64]
+               ) -> None:
+        """Bin every column and add the batch to the window and the running totals."""
+        rows = len(pane_ids)
+        self.accepted += rows
+        slots = np.empty((rows, len(self.specs)), dtype=np.int64)
+        for index, (feature, column) in enumerate(
+                zip(self._feature_baselines, columns, strict=True)):
+            local = feature.bin(column)
+            status = column.status
+            # Unusable values go to the feature's missing or invalid slot, never to a bin.
+            local = np.where(status == STATUS_OK, local,
+                             np.where(status == STATUS_MISSING, feature.n_bins,
+                                      feature.n_bins + 1))
+            slots[:, index] = self.layout.offsets[index] + local
+            self._invalid_values[index] += np.bincount(status, minlength=STATUS_NON_FINITE + 1)
+            self._out_of_range[index] += feature.out_of_range(column)
+        self._slot_totals += np.bincount(slots.ravel(), minlength=self.layout.n_slots)
+        self.histogram.update(pane_ids, slots)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count messages refused before decoding (e.g. by the source)."""
+        self.messages += count
+        self.rejected[reason] += count
+
+    def _event_times_s(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        record_timestamps_s: npt.NDArray[np.float64] | None,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        window = self.config.window
+        if window.time_field is None:
+            if record_timestamps_s is None:
+                raise ValueError("an event-time window needs window.time_field or record "
+                                 "timestamps")
+            times = np.asarray(record_timestamps_s, dtype=np.float64)
+            return times, np.isfinite(times)
+        return event_times_s(raw_values(messages, window.time_field), window.time_unit)
+
+    # ---- evaluation --------------------------------------------------------------------
+
+    def _on_pane_closed(self, pane_id: int) -> None:
+        """Feed each feature's KL at the end of a pane to its change detector.
+
+        The series is KL divided by the feature's threshold: a unit of it is one threshold,
+        whatever the threshold is. ADWIN's bound assumes values of order one; raw KL near
+        its noise floor (about 0.002 nats) would hide a jump to 0.3 for dozens of panes.
+        """
+        self.panes_closed += 1
+        scaled = self.kl.values() / self._thresholds
+        enough = self.kl.samples >= self._min_samples
+        for index, detector in enumerate(self._detectors):
+            if detector is None or not enough[index]:
+                continue
+            detector.update(float(scaled[index]))
+            if detector.drift_detected:
+                self._change_points[index] += 1
+
+    def divergences(self) -> Divergences:
+        """Every divergence of the current window, computed from its counts."""
+        counts = self.histogram.counts[self.layout.bin_slots]
+        return divergences(counts, self._q, self.layout.bin_starts, self.baseline.smoothing)
+
+    def report(self) -> DriftReport:
+        """A frozen picture of the current window and the totals since start."""
+        current = self.divergences()
+        kl = self.kl.values()
+        counts = self.histogram.counts
+        layout = self.layout
+        features: dict[str, FeatureReport] = {}
+        window_messages = 0
+        for index, spec in enumerate(self.specs):
+            feature = self._feature_baselines[index]
+            start = int(layout.offsets[index])
+            n_bins = feature.n_bins
+            window_counts = counts[start:start + n_bins]
+            samples = int(window_counts.sum())
+            missing = int(counts[start + n_bins])
+            invalid = int(counts[start + n_bins + 1])
+            in_window = samples + missing + invalid
+            window_messages = max(window_messages, in_window)
+            min_samples = int(self._min_samples[index])
+            enough = samples >= min_samples
+            threshold = float(self._thresholds[index])
+            status: FeatureStatus = "insufficient_data"
+            if enough:
+                status = "drift" if kl[index] > threshold else "ok"
+            totals = self._slot_totals[start:start + n_bins + 2]
+            features[spec.name] = FeatureReport(
+                name=spec.name,
+                type=spec.type,
+                status=status,
+                kl=_number(kl[index]) if enough else None,
+                js=_number(current.js[index]) if enough else None,
+                psi=_number(current.psi[index]) if enough else None,
+                p_value=_number(current.p_value[index]) if enough else None,
+                samples=samples,
+                missing=missing,
+                invalid=invalid,
+                missing_ratio=missing / in_window if in_window else None,
+                baseline_missing_ratio=feature.missing_ratio,
+                threshold=threshold,
+                min_samples=min_samples,
+                change_points=int(self._change_points[index]),
+                window_counts=tuple(window_counts.tolist()),
+                bin_totals=tuple(totals[:n_bins].tolist()),
+                unseen_total=int(totals[feature.other_bin]) if spec.type == "categorical"
+                else 0,
+                out_of_range_total=int(self._out_of_range[index]),
+                missing_total=int(totals[n_bins]),
+                invalid_values_total={
+                    reason: int(self._invalid_values[index, code])
+                    for code, reason in INVALID_VALUE_REASONS.items()},
+            )
+        window = self.config.window
+        description = (f"{window.size} messages" if window.duration_s is None
+                       else format_duration(window.duration_s))
+        return DriftReport(
+            messages=self.messages,
+            invalid=sum(self.rejected.values()),
+            invalid_reasons=dict(self.rejected),
+            late=self.histogram.late,
+            window_messages=window_messages,
+            window=f"{description}, {window.panes} panes",
+            panes_closed=self.panes_closed,
+            baseline_hash=self.baseline.content_hash(),
+            baseline_created_at=self.baseline.created_at,
+            features=features,
+        )
+
+
+def _number(value: float | np.floating[Any]) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def event_times_s(
+    values: Sequence[Any], unit: TimeUnit
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Event times in seconds since the epoch, and which of them are usable.
+
+    Numbers are seconds (``unit="s"``) or milliseconds (``"ms"``); with ``"iso"``, ISO-8601
+    text, taken as UTC when it names no offset.
+
+    >>> times, usable = event_times_s(["2024-01-01T00:00:00Z", "soon", None], "iso")
+    >>> times[0], usable.tolist()
+    (np.float64(1704067200.0), [True, False, False])
+    """
+    if unit == "iso":
+        times = np.zeros(len(values))
+        usable = np.zeros(len(values), dtype=bool)
+        for index, value in enumerate(values):
+            if not isinstance(value, str):
+                continue
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            times[index] = moment.timestamp()
+            usable[index] = True
+        return times, usable
+    column = numeric_column(values)
+    scale = 0.001 if unit == "ms" else 1.0
+    return column.values * scale, column.status == STATUS_OK

@@ -1,0 +1,164 @@
+"""Sliding-window histograms: a ring of panes of bin counts for all features at once.
+
+All features share one flat vector of *slots*: feature ``f`` owns ``n_bins[f] + 2`` slots,
+its histogram bins followed by a "missing" and an "invalid" slot. A batch becomes one
+integer matrix of slot indices (messages x features) and one ``np.bincount`` per pane it
+touches, however many features there are.
+
+A window is ``panes`` panes. A message belongs to pane ``pane_id``: its ordinal divided by
+the pane length for a count window, its event time divided by the pane duration for a time
+window. The window holds the newest pane (possibly still filling) and the ``panes - 1``
+panes before it; when a newer pane starts, the panes that fall out are subtracted from the
+window totals: O(slots) per pane, whatever the window length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Where each feature's slots sit in the flat count vector.
+
+    >>> layout = SlotLayout.from_bins([3, 1])
+    >>> layout.offsets.tolist(), layout.n_slots, layout.missing_slot(1), layout.invalid_slot(0)
+    ([0, 5], 8, 6, 4)
+    >>> layout.bin_slots.tolist()
+    [0, 1, 2, 5]
+    """
+
+    n_bins: IntArray
+    offsets: IntArray
+    n_slots: int
+    # Index of every histogram slot (missing and invalid slots left out), feature by feature.
+    bin_slots: IntArray
+    # The feature each slot belongs to.
+    slot_feature: IntArray
+    # True for histogram slots, False for the missing and invalid slots.
+    is_bin_slot: npt.NDArray[np.bool_]
+
+    @classmethod
+    def from_bins(cls, n_bins: Sequence[int]) -> SlotLayout:
+        bins = np.asarray(n_bins, dtype=np.int64)
+        widths = bins + 2
+        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        n_slots = int(widths.sum())
+        slot_feature = np.repeat(np.arange(len(bins)), widths).astype(np.int64)
+        local = np.arange(n_slots) - offsets[slot_feature]
+        is_bin_slot = local < bins[slot_feature]
+        return cls(bins, offsets, n_slots, np.flatnonzero(is_bin_slot).astype(np.int64),
+                   slot_feature, is_bin_slot)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.n_bins)
+
+    @property
+    def bin_starts(self) -> IntArray:
+        """Where each feature's bins start in a vector of histogram slots only."""
+        return np.concatenate([[0], np.cumsum(self.n_bins)[:-1]]).astype(np.int64)
+
+    def missing_slot(self, feature: int) -> int:
+        return int(self.offsets[feature] + self.n_bins[feature])
+
+    def invalid_slot(self, feature: int) -> int:
+        return int(self.offsets[feature] + self.n_bins[feature] + 1)
+
+
+# Called with the window totals just after a change and the change itself (both by slot).
+WindowListener = Callable[[IntArray, IntArray], None]
+# Called with the id of a pane that has just been completed, before anything leaves the window.
+PaneClosedListener = Callable[[int], None]
+
+
+class WindowedHistogram:
+    """Counts per slot over the last ``n_panes`` panes, kept as a ring.
+
+    ``update`` takes a batch in arrival order; a message whose pane is older than the window
+    is late: it is counted in ``late`` and left out.
+
+    >>> histogram = WindowedHistogram(n_slots=3, n_panes=2)
+    >>> histogram.update(np.array([0, 0, 1]), np.array([[0], [1], [1]]))
+    >>> histogram.counts.tolist()
+    [1, 2, 0]
+    >>> histogram.update(np.array([2]), np.array([[2]]))  # pane 0 leaves the window
+    >>> histogram.counts.tolist()
+    [0, 1, 1]
+    """
+
+    def __init__(self, n_slots: int, n_panes: int) -> None:
+        if n_panes < 1:
+            raise ValueError(f"n_panes must be >= 1 (got {n_panes})")
+        self.n_slots = n_slots
+        self.n_panes = n_panes
+        self._ring = np.zeros((n_panes, n_slots), dtype=np.int64)
+        self._counts = np.zeros(n_slots, dtype=np.int64)
+        self.newest_pane: int | None = None
+        self.late = 0
+        self.window_listeners: list[WindowListener] = []
+        self.pane_listeners: list[PaneClosedListener] = []
+
+    @property
+    def counts(self) -> IntArray:
+        """The window totals per slot (read-only view)."""
+        view = self._counts.view()
+        view.flags.writeable = False
+        return view
+
+    def pane_counts(self, pane_id: int) -> IntArray:
+        """The counts of one pane still in the window (zeros for a pane outside it)."""
+        if self.newest_pane is None or not (self.newest_pane - self.n_panes < pane_id
+                                            <= self.newest_pane):
+            return np.zeros(self.n_slots, dtype=np.int64)
+        pane: IntArray = self._ring[pane_id % self.n_panes].copy()
+        return pane
+
+    def update(self, pane_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
+        """Add a batch: ``slots[i]`` are the slot indices of message ``i`` in pane
+        ``pane_ids[i]`` (one per feature)."""
+        if len(pane_ids) == 0:
+            return
+        # Runs of messages in the same pane; arrival order is kept between runs.
+        boundaries = np.flatnonzero(np.diff(pane_ids)) + 1
+        starts = np.concatenate([[0], boundaries])
+        ends = np.concatenate([boundaries, [len(pane_ids)]])
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            pane_id = int(pane_ids[start])
+            if self.newest_pane is None or pane_id > self.newest_pane:
+                self._advance(pane_id)
+            elif pane_id <= self.newest_pane - self.n_panes:
+                self.late += end - start
+                continue
+            delta = np.bincount(slots[start:end].ravel(), minlength=self.n_slots)
+            self._ring[pane_id % self.n_panes] += delta
+            self._counts += delta
+            self._notify(delta)
+
+    def _advance(self, pane_id: int) -> None:
+        """Make ``pane_id`` the newest pane; panes that fall out leave the window."""
+        previous = self.newest_pane
+        if previous is not None:
+            for listener in self.pane_listeners:
+                listener(previous)
+        self.newest_pane = pane_id
+        if previous is None:
+            return
+        leaving = min(pane_id - previous, self.n_panes)
+        # Ring rows of the panes previous - n_panes + 1 ... previous - n_panes + leaving.
+        rows = [(previous - self.n_panes + k) % self.n_panes for k in range(1, leaving + 1)]
+        delta = -self._ring[rows].sum(axis=0)
+        self._ring[rows] = 0
+        if delta.any():
+            self._counts += delta
+            self._notify(delta)
+
+    def _notify(self, delta: IntArray) -> None:
+        for listener in self.window_listeners:
+            listener(self._counts, delta)

@@ -1,0 +1,1 @@
+"""Adapters that bring messages in: files here, Kafka in ``kafka``. Nothing else does I/O."""

@@ -1,0 +1,131 @@
+"""Reading reference datasets (CSV, Parquet, JSONL) and JSONL message files.
+
+Tabular files carry one column per feature, by feature *name*; JSONL files carry messages
+shaped like the topic, with features found by *path*, through the same decoder and
+extraction as live messages.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamdrift.config import FeatureSpec
+from streamdrift.decoding import MessageDecoder
+from streamdrift.errors import InputError
+from streamdrift.features import FeatureColumn, extract_column, parse_text_cell, raw_values
+
+TABULAR_SUFFIXES = (".csv", ".parquet")
+MESSAGE_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass
+class Dataset:
+    """Feature columns read from one or more files, with the lines that could not be used."""
+
+    columns: dict[str, FeatureColumn]
+    rows: int
+    rejected: Counter[str] = field(default_factory=Counter)
+    sources: list[str] = field(default_factory=list)
+
+
+def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
+                 max_message_bytes: int) -> Dataset:
+    """Every feature's values across ``paths`` (rows in file order, files in given order)."""
+    values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
+    rejected: Counter[str] = Counter()
+    rows = 0
+    for path in paths:
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            file_values = _read_csv(path, specs)
+        elif suffix == ".parquet":
+            file_values = _read_parquet(path, specs)
+        elif suffix in MESSAGE_SUFFIXES:
+            file_values, file_rejected = _read_jsonl(path, specs, max_message_bytes)
+            rejected.update(file_rejected)
+        else:
+            raise InputError(f"{path}: unknown input type {suffix!r}; use .csv, .parquet or "
+                             ".jsonl")
+        for spec in specs:
+            values[spec.name].extend(file_values[spec.name])
+        rows += len(file_values[specs[0].name]) if specs else 0
+    columns = {spec.name: extract_column(spec, values[spec.name]) for spec in specs}
+    return Dataset(columns, rows, rejected, [str(path) for path in paths])
+
+
+def _read_csv(path: Path, specs: Sequence[FeatureSpec]) -> dict[str, list[Any]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            header = reader.fieldnames or []
+            _require_columns(path, header, specs)
+            values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
+            for row in reader:
+                for spec in specs:
+                    values[spec.name].append(parse_text_cell(row.get(spec.name), spec))
+            return values
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path} is not a readable UTF-8 CSV file: {error}") from None
+
+
+def _read_parquet(path: Path, specs: Sequence[FeatureSpec]) -> dict[str, list[Any]]:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise InputError(f"{path}: reading Parquet needs pyarrow; install it with "
+                         "pip install 'streamdrift[parquet]'") from None
+    try:
+        schema_names = parquet.read_schema(path).names
+        _require_columns(path, schema_names, specs)
+        table = parquet.read_table(path, columns=[spec.name for spec in specs])
+    except OSError as error:
+        raise InputError(f"cannot read Parquet file {path}: {error}") from None
+    return {spec.name: table.column(spec.name).to_pylist() for spec in specs}
+
+
+def _require_columns(path: Path, header: Sequence[str], specs: Sequence[FeatureSpec]) -> None:
+    absent = [spec.name for spec in specs if spec.name not in header]
+    if absent:
+        raise InputError(f"{path} has no column for feature(s) {', '.join(absent)}; "
+                         f"its columns are: {', '.join(header) or '(none)'}")
+
+
+def _read_jsonl(path: Path, specs: Sequence[FeatureSpec], max_message_bytes: int
+                ) -> tuple[dict[str, list[Any]], Counter[str]]:
+    decoder = MessageDecoder(max_message_bytes)
+    values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
+    rejected: Counter[str] = Counter()
+    for payloads in iter_jsonl_payloads(path):
+        batch = decoder.decode(payloads)
+        rejected.update(batch.rejected)
+        for spec in specs:
+            values[spec.name].extend(raw_values(batch.objects, spec.path))
+    return values, rejected
+
+
+def iter_jsonl_payloads(path: Path, batch_size: int = 1000) -> Iterator[list[bytes]]:
+    """The lines of a JSONL file as message payloads, in batches; blank lines are skipped
+    (they separate messages, they are not messages)."""
+    try:
+        stream = path.open("rb")
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    with stream:
+        batch: list[bytes] = []
+        for line in stream:
+            payload = line.rstrip(b"\r\n")
+            if not payload.strip():
+                continue
+            batch.append(payload)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamdrift.config import Config, Secret, load_config, parse_config
+from streamdrift.errors import ConfigError
+from tests.conftest import EXAMPLE_CONFIG
+
+
+def test_the_example_config_loads_frozen_with_overrides(example_config: Config):
+    config = example_config
+    assert [f.name for f in config.features][:2] == ["session_length", "purchases_30d"]
+    assert config.features[0].path == ("usage", "session_length")
+    assert config.features[5].path == ("device",)  # path defaults to the name
+    age = config.features[2]
+    device = config.features[5]
+    assert config.bins_for(age) == 15
+    assert config.bins_for(device) == 20
+    assert config.threshold_for(device) == 0.2
+    assert config.threshold_for(age) == config.divergence.threshold == 0.1
+    assert config.window.size == 10_000
+    assert config.window.panes == 10
+    assert config.baseline.path == EXAMPLE_CONFIG.parent / "baseline.json"
+    with pytest.raises(AttributeError):
+        config.window = config.window  # type: ignore[misc]
+
+
+def _load(tmp_path: Path, document: object, environ: dict[str, str] | None = None) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return load_config(path, environ=environ or {})
+
+
+def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path):
+    document = {
+        "features": [{"name": "a", "type": "numerical"}, {"name": "a"}, {"type": "numeric"}],
+        "window": {"size": 1001, "panes": 10},
+        "divergence": {"threshold": -1, "min_sample": 5},
+        "metrics": {"port": 70000},
+        "detector": {"method": "adwin", "params": {"delta": 3}},
+        "kafak": {},
+    }
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, document)
+    message = str(raised.value)
+    for expected in [
+        "features[0].type must be one of numeric, categorical (got 'numerical')",
+        "features[1].name is used by an earlier feature (got 'a')",
+        "features[2].name is required: a non-empty string (got None)",
+        "window.size must be a multiple of window.panes (10)",
+        "divergence.threshold must be a finite number > 0.0 (got -1)",
+        "divergence.min_sample is not a known key (got 5)",
+        "metrics.port must be between 0 and 65535 (got 70000)",
+        "detector.params.delta is not a valid adwin parameter value (got 3)",
+        "kafak is not a known key",
+    ]:
+        assert expected in message
+    assert str(tmp_path / "config.yaml") in message.splitlines()[0]
+
+
+def test_durations_make_event_time_windows(tmp_path: Path):
+    config = _load(tmp_path, {"features": [{"name": "x"}],
+                              "window": {"size": "15m", "panes": 15, "time_field": "meta.ts",
+                                         "time_unit": "ms"}})
+    assert config.window.duration_s == 900.0
+    assert config.window.size is None
+    assert config.window.time_field == ("meta", "ts")
+    assert config.window.describe() == "15m of event time in 15 panes"
+    with pytest.raises(ConfigError, match=r"window\.size must be a message count or a duration"):
+        _load(tmp_path, {"features": [{"name": "x"}], "window": {"size": "soon"}})
+
+
+def test_environment_overrides_connection_settings(tmp_path: Path):
+    environ = {"STREAMDRIFT_KAFKA_BOOTSTRAP_SERVERS": "broker:9093",
+               "STREAMDRIFT_METRICS_PORT": "9999",
+               "STREAMDRIFT_KAFKA_SASL_PASSWORD": "hunter2"}
+    config = _load(tmp_path, {"features": [{"name": "x"}],
+                              "kafka": {"security_protocol": "SASL_SSL",
+                                        "sasl_mechanism": "PLAIN", "sasl_username": "u"}},
+                   environ)
+    assert config.kafka.bootstrap_servers == "broker:9093"
+    assert config.metrics.port == 9999
+    assert config.kafka.sasl_password == Secret("hunter2")
+    assert "hunter2" not in repr(config)
+    with pytest.raises(ConfigError, match=r"metrics\.port must be an integer"):
+        _load(tmp_path, {"features": [{"name": "x"}]}, {"STREAMDRIFT_METRICS_PORT": "many"})
+
+
+def test_a_password_in_the_file_is_refused_without_echoing_it(tmp_path: Path):
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {"features": [{"name": "x"}], "kafka": {"sasl_password": "hunter2"}})
+    assert "STREAMDRIFT_KAFKA_SASL_PASSWORD" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_password_file_resolves_against_the_config_folder(tmp_path: Path):
+    (tmp_path / "secret.txt").write_text("s3cret\n")
+    config = _load(tmp_path, {"features": [{"name": "x"}],
+                              "kafka": {"sasl_password_file": "secret.txt"}})
+    assert config.kafka.sasl_password is not None
+    assert config.kafka.sasl_password.reveal() == "s3cret"
+
+
+def test_unreadable_or_malformed_files_fail_clearly(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("features: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="features is required"):
+        parse_config({}, tmp_path, environ={})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config(["a"], tmp_path, environ={})

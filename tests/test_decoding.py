@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from streamdrift.decoding import MessageDecoder
+
+
+def test_every_rejected_message_is_counted_by_reason():
+    decoder = MessageDecoder(max_bytes=64)
+    payloads = [b'{"a": 1}', b"", None, b"x" * 65, b"{broken", b'"text"', b"[1, 2]",
+                b"\xff\xfe", b'{"b": 2}']
+    batch = decoder.decode(payloads)
+    assert batch.objects == [{"a": 1}, {"b": 2}]
+    assert batch.positions == [0, 8]
+    assert dict(batch.rejected) == {"empty": 2, "oversized": 1, "not_json": 2,
+                                    "not_object": 2}
+    assert len(batch.objects) + sum(batch.rejected.values()) == len(payloads)
+
+
+def test_deeply_nested_json_is_rejected_not_a_crash():
+    batch = MessageDecoder(10**7).decode([b"[" * 100_000 + b"]" * 100_000])
+    assert sum(batch.rejected.values()) == 1

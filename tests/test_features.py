@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from streamdrift.config import FeatureSpec
+from streamdrift.decoding import MessageDecoder
+from streamdrift.features import (
+    STATUS_MISSING,
+    STATUS_NON_FINITE,
+    STATUS_OK,
+    STATUS_WRONG_TYPE,
+    count_invalid_values,
+    extract_features,
+    numeric_column,
+)
+
+
+def test_extraction_follows_dot_paths_and_classifies_every_value():
+    specs = [FeatureSpec("len", ("usage", "len"), "numeric"),
+             FeatureSpec("tier", ("tier",), "categorical")]
+    messages: list[dict[str, Any]] = [
+        {"usage": {"len": 3.5}, "tier": "gold"},
+        {"usage": {}, "tier": None},
+        {"usage": "flat", "tier": ["a"]},
+        {"tier": 2},
+        {"usage": {"len": "12"}, "tier": "gold"},
+    ]
+    length, tier = extract_features(messages, specs)
+    assert length.status.tolist() == [STATUS_OK, STATUS_MISSING, STATUS_WRONG_TYPE,
+                                      STATUS_MISSING, STATUS_WRONG_TYPE]
+    assert length.values[0] == 3.5
+    assert tier.status.tolist() == [STATUS_OK, STATUS_MISSING, STATUS_WRONG_TYPE,
+                                    STATUS_OK, STATUS_OK]
+    assert tier.values[3] == "2"
+
+
+def test_nan_and_infinity_from_python_producers():
+    # json.dumps writes NaN and Infinity literals; they are missing and non-finite values.
+    decoded = MessageDecoder(1024).decode([b'{"x": NaN}', b'{"x": Infinity}', b'{"x": 1e999}',
+                                           b'{"x": "NaN"}', b'{"x": "inf"}'])
+    column = numeric_column([message["x"] for message in decoded.objects])
+    assert column.status.tolist() == [STATUS_MISSING, STATUS_NON_FINITE, STATUS_NON_FINITE,
+                                      STATUS_WRONG_TYPE, STATUS_WRONG_TYPE]
+    assert count_invalid_values(column.status) == {"wrong_type": 2, "non_finite": 2}
+
+
+def test_fast_and_careful_numeric_paths_agree():
+    rng = np.random.default_rng(3)
+    numbers = [*rng.normal(size=200).tolist(), None, 7, 10 ** 400]
+    fast = numeric_column(numbers[:201])
+    careful = numeric_column([*numbers[:201], "x"])
+    np.testing.assert_array_equal(fast.values, careful.values[:201])
+    np.testing.assert_array_equal(fast.status, careful.status[:201])
+    assert numeric_column([10**400]).status.tolist() == [STATUS_NON_FINITE]
