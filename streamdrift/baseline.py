@@ -76,6 +76,11 @@ class FeatureBaseline:
         total = self.count + self.missing + self.invalid
         return self.missing / total if total else 0.0
 
+    def same_bins(self, other: FeatureBaseline) -> bool:
+        """Whether a value falls in the same bin under both (probabilities may differ)."""
+        return (self.type == other.type and self.categories == other.categories
+                and np.array_equal(self.edges, other.edges))
+
     def bin(self, column: FeatureColumn) -> npt.NDArray[np.int64]:
         """The bin of every value; unusable values get bin 0, which callers must mask.
 

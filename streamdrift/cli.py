@@ -17,8 +17,11 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from streamdrift import __version__
 from streamdrift.baseline import (
@@ -29,7 +32,16 @@ from streamdrift.baseline import (
     load_baseline,
     save_baseline,
 )
-from streamdrift.config import Config, DetectorConfig, WindowConfig, load_config
+from streamdrift.config import (
+    Config,
+    DetectorConfig,
+    KafkaConfig,
+    MetricsConfig,
+    ServiceConfig,
+    WindowConfig,
+    load_config,
+    parse_duration_s,
+)
 from streamdrift.errors import ConfigError, StreamdriftError
 from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor, DriftReport
@@ -99,6 +111,31 @@ def _parser() -> argparse.ArgumentParser:
                          help="exit 1 when a feature differs beyond its threshold")
     compare.set_defaults(handler=_compare)
 
+    run = commands.add_parser(
+        "run", help="the service: consume Kafka, keep the windows, serve Prometheus metrics")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--baseline", type=Path, help="default: baseline.path of the config")
+    run.set_defaults(handler=_run)
+
+    produce = commands.add_parser(
+        "produce", help="write synthetic messages shaped like the configured features")
+    produce.add_argument("--config", required=True, type=Path)
+    produce.add_argument("--baseline", type=Path,
+                         help="draw features the demo has no law for from this baseline "
+                              "(default: baseline.path of the config, if it exists)")
+    produce.add_argument("--topic", help="default: kafka.topic of the config")
+    produce.add_argument("--rate", type=float, default=1000.0,
+                         help="messages per second; 0 for as fast as possible")
+    produce.add_argument("--count", type=int, default=None, help="stop after N messages")
+    produce.add_argument("--duration", default=None, help="stop after a duration like 60s")
+    produce.add_argument("--drift", action="append", default=[], metavar="FEATURE[@START]",
+                         help="drift FEATURE from message START (a count, or a duration "
+                              "like 30s at --rate); repeatable")
+    produce.add_argument("--partitions", type=int, default=3,
+                         help="partitions of the topic if it has to be created")
+    produce.add_argument("--seed", type=int, default=0)
+    produce.set_defaults(handler=_produce)
+
     check = commands.add_parser("check", help="validate a config (and its baseline)")
     check.add_argument("--config", required=True, type=Path)
     check.add_argument("--baseline", type=Path, help="default: baseline.path of the config")
@@ -108,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="the engine on a built-in synthetic stream where some features drift")
     demo.add_argument("--messages", type=int, default=40_000)
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--kafka", action="store_true",
+                      help="the whole loop on a broker: produce, run the service, scrape it")
+    demo.add_argument("--bootstrap", default="127.0.0.1:9092",
+                      help="with --kafka: the broker (start one with deploy/local/kafka start)")
+    demo.add_argument("--seconds", type=float, default=40.0, help="with --kafka: how long")
+    demo.add_argument("--rate", type=float, default=2000.0, help="with --kafka: messages/s")
+    demo.add_argument("--metrics-port", type=int, default=9108)
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -187,6 +231,109 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_DRIFT if args.fail_on_drift and report.drifted else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from streamdrift.eventlog import EventLog
+    from streamdrift.service import DriftService
+
+    config = load_config(args.config)
+    log = EventLog(config.service.log_format)
+    service = DriftService(config, args.baseline or config.baseline.path, log)
+    return service.run()
+
+
+def parse_drift(spec: str, rate: float) -> tuple[str, int]:
+    """``FEATURE[@START]`` -> (feature, index of the first drifted message).
+
+    >>> parse_drift("age@5000", 100.0), parse_drift("age@30s", 100.0), parse_drift("age", 1.0)
+    (('age', 5000), ('age', 3000), ('age', 0))
+    """
+    feature, _, start = spec.partition("@")
+    if not start:
+        return feature, 0
+    if start.isdigit():
+        return feature, int(start)
+    try:
+        seconds = parse_duration_s(start)
+    except ValueError:
+        raise ConfigError(f"--drift {spec}: START must be a message count or a duration "
+                          "like 30s") from None
+    if rate <= 0:
+        raise ConfigError(f"--drift {spec}: a duration needs a --rate above 0")
+    return feature, int(seconds * rate)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streamdrift.sources.kafka import KafkaSink, ensure_topic
+
+    config = load_config(args.config)
+    topic = args.topic or config.kafka.topic
+    if topic is None:
+        raise ConfigError("--topic is required when the config subscribes to a topic_pattern")
+    baseline_path: Path = args.baseline or config.baseline.path
+    baseline = load_baseline(baseline_path) if (args.baseline or baseline_path.exists()) \
+        else None
+    stream = SyntheticStream(config, seed=args.seed, baseline=baseline)
+    drifts = dict(parse_drift(spec, args.rate) for spec in args.drift)
+    names = {spec.name for spec in config.features}
+    unknown = sorted(set(drifts) - names)
+    if unknown:
+        raise ConfigError(f"--drift names unknown feature(s): {', '.join(unknown)}")
+    try:
+        for name in names:
+            stream.sampler(name)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    limit = args.count if args.count is not None else None
+    deadline = None if args.duration is None else time.monotonic() + parse_duration_s(
+        args.duration)
+    try:
+        if ensure_topic(config.kafka, topic, args.partitions):
+            print(f"created topic {topic} with {args.partitions} partitions")
+        sink = KafkaSink(config.kafka)
+    except ConnectionError as error:
+        raise StreamdriftError(str(error)) from None
+    chunk = 1000 if args.rate <= 0 else max(1, min(1000, int(args.rate / 10)))
+    started = time.monotonic()
+    sent = 0
+    try:
+        while (limit is None or sent < limit) and (deadline is None
+                                                   or time.monotonic() < deadline):
+            size = chunk if limit is None else min(chunk, limit - sent)
+            payloads = []
+            now = time.time()
+            for message in stream.messages(size, drifts, offset=sent):
+                _stamp(message, config, now)
+                payloads.append(json.dumps(message).encode())
+            sink.send(topic, payloads)
+            sent += size
+            if args.rate > 0:
+                ahead_s = sent / args.rate - (time.monotonic() - started)
+                if ahead_s > 0:
+                    time.sleep(ahead_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()
+    print(f"produced {sent} messages to {topic} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _stamp(message: dict[str, Any], config: Config, now_s: float) -> None:
+    """Put the event time where an event-time window looks for it."""
+    window = config.window
+    if window.time_field is None:
+        return
+    value: Any = now_s
+    if window.time_unit == "ms":
+        value = int(now_s * 1000)
+    elif window.time_unit == "iso":
+        value = datetime.fromtimestamp(now_s, UTC).isoformat()
+    target = message
+    for key in window.time_field[:-1]:
+        target = target.setdefault(key, {})
+    target[window.time_field[-1]] = value
+
+
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"config {args.config}: OK, {len(config.features)} features, window "
@@ -209,6 +356,8 @@ def _write_json(path: Path, document: object) -> None:
 # ---- demo ----------------------------------------------------------------------------------
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.kafka:
+        return _demo_kafka(args)
     config = demo_config()
     stream = SyntheticStream(config, seed=args.seed)
     total = max(args.messages, 2 * config.window.size if config.window.size else 0)
@@ -248,6 +397,86 @@ def _demo(args: argparse.Namespace) -> int:
           f"   (expected: {', '.join(DEMO_DRIFTED)})")
     print(render_report(report))
     return 0 if sorted(drifted) == sorted(DEMO_DRIFTED) else EXIT_DRIFT
+
+
+def _demo_kafka(args: argparse.Namespace) -> int:
+    """Producer thread -> topic -> the real service (main thread) -> its published report,
+    printed every few seconds."""
+    import tempfile
+    import threading
+
+    from streamdrift.eventlog import EventLog
+    from streamdrift.service import DriftService
+    from streamdrift.sources.kafka import KafkaSink, ensure_topic
+
+    base = demo_config()
+    topic = f"streamdrift-demo-{int(time.time())}"
+    config = dataclasses.replace(
+        base,
+        kafka=KafkaConfig(bootstrap_servers=args.bootstrap, topic=topic,
+                          group_id=f"{topic}-group", auto_offset_reset="earliest",
+                          connect_timeout_s=5.0),
+        metrics=MetricsConfig(port=args.metrics_port, bind_address="127.0.0.1"),
+        service=ServiceConfig(publish_interval_s=1.0, lag_interval_s=2.0),
+    )
+    stream = SyntheticStream(config, seed=args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="streamdrift-demo-"))
+    columns = dict(zip([spec.name for spec in config.features],
+                       extract_features(stream.reference(50_000), config.features),
+                       strict=True))
+    baseline_path = folder / "baseline.json"
+    save_baseline(build_baseline(
+        config.features, columns, {s.name: config.bins_for(s) for s in config.features},
+        config.baseline.max_categories, config.baseline.smoothing,
+        source="synthetic reference"), baseline_path)
+    try:
+        ensure_topic(config.kafka, topic, 3)
+        sink = KafkaSink(config.kafka)
+    except (ConnectionError, OSError) as error:
+        raise StreamdriftError(f"{error}; start a broker with: deploy/local/kafka start") \
+            from None
+    except Exception as error:  # kafka-python's errors stay behind the adapter's types
+        raise StreamdriftError(f"cannot reach Kafka at {args.bootstrap} ({error}); start a "
+                               "broker with: deploy/local/kafka start") from None
+    total = int(args.seconds * args.rate)
+    drift_from = total // 2
+    service = DriftService(config, baseline_path, EventLog(stream=sys.stderr))
+    names = [spec.name for spec in config.features]
+
+    def produce() -> None:
+        started = time.monotonic()
+        sent = 0
+        chunk = max(1, int(args.rate / 10))
+        while sent < total and not service.stop.is_set():
+            messages = stream.messages(min(chunk, total - sent), DEMO_DRIFTED, drift_from,
+                                       offset=sent)
+            sink.send(topic, [json.dumps(message).encode() for message in messages])
+            sent += len(messages)
+            time.sleep(max(0.0, sent / args.rate - (time.monotonic() - started)))
+        sink.close()
+
+    def show() -> None:
+        print(f"topic {topic}: {total} messages at {args.rate:g}/s, drift from message "
+              f"{drift_from} in {', '.join(DEMO_DRIFTED)}; metrics on "
+              f"http://127.0.0.1:{args.metrics_port}/metrics")
+        print(f"{'consumed':>9} " + " ".join(f"{name:>15}" for name in names), flush=True)
+        while not service.stop.wait(3.0):
+            report = service.collector.snapshot.report
+            cells = ["." if report.features[n].kl is None else
+                     f"{report.features[n].kl:.4f}{'*' if report.features[n].drift else ' '}"
+                     for n in names]
+            print(f"{report.messages:>9} " + " ".join(f"{cell:>15}" for cell in cells),
+                  flush=True)
+
+    threading.Thread(target=produce, daemon=True).start()
+    threading.Thread(target=show, daemon=True).start()
+    threading.Timer(args.seconds + 5.0, service.stop.set).start()
+    service.run()
+    report = service.collector.snapshot.report
+    print(f"\ndrifted at the end: {', '.join(report.drifted) or 'none'}"
+          f"   (expected: {', '.join(DEMO_DRIFTED)})")
+    print(render_report(report))
+    return 0 if sorted(report.drifted) == sorted(DEMO_DRIFTED) else EXIT_DRIFT
 
 
 # ---- rendering -----------------------------------------------------------------------------

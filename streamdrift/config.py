@@ -82,6 +82,10 @@ class KafkaConfig:
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "latest"
+    max_poll_records: int = 1000
+    dead_letter_topic: str | None = None
+    connect_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,20 @@ class InputConfig:
 class MetricsConfig:
     port: int = 9108
     bind_address: str = "0.0.0.0"
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How ``streamdrift run`` paces its work."""
+
+    publish_interval_s: float = 1.0
+    lag_interval_s: float = 5.0
+    refill: bool = True
+    refill_timeout_s: float = 60.0
+    baseline_watch_interval_s: float = 5.0
+    log_format: Literal["logfmt", "json"] = "logfmt"
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,7 @@ class Config:
     detector: DetectorConfig = DetectorConfig()
     input: InputConfig = InputConfig()
     metrics: MetricsConfig = MetricsConfig()
+    service: ServiceConfig = ServiceConfig()
     source: Path | None = None
 
     def bins_for(self, feature: FeatureSpec) -> int:
@@ -244,7 +263,8 @@ def parse_config(
     divergence = _parse_divergence(top.section("divergence"))
     detector = _parse_detector(top.section("detector"))
     input_config = _parse_input(top.section("input"))
-    metrics = _parse_metrics(top.section("metrics"))
+    metrics = _parse_metrics(top.section("metrics"), base_dir)
+    service = _parse_service(top.section("service"))
     top.reject_unknown()
 
     if problems:
@@ -260,6 +280,7 @@ def parse_config(
         detector=detector,
         input=input_config,
         metrics=metrics,
+        service=service,
         source=source,
     )
 
@@ -433,6 +454,13 @@ def _parse_kafka(
         ssl_cafile=section.optional_path("ssl_cafile", base_dir),
         ssl_certfile=section.optional_path("ssl_certfile", base_dir),
         ssl_keyfile=section.optional_path("ssl_keyfile", base_dir),
+        auto_offset_reset=cast(Literal["earliest", "latest"], section.choice(
+            "auto_offset_reset", defaults.auto_offset_reset, ("earliest", "latest"))),
+        max_poll_records=section.integer("max_poll_records", defaults.max_poll_records, 1,
+                                         1_000_000),
+        dead_letter_topic=section.optional_text("dead_letter_topic"),
+        connect_timeout_s=section.number("connect_timeout_s", defaults.connect_timeout_s, 0.0,
+                                         low_inclusive=False),
     )
     section.reject_unknown()
     return kafka
@@ -596,11 +624,38 @@ def _parse_input(section: _Section) -> InputConfig:
     return config
 
 
-def _parse_metrics(section: _Section) -> MetricsConfig:
+def _parse_metrics(section: _Section, base_dir: Path) -> MetricsConfig:
     defaults = MetricsConfig()
     metrics = MetricsConfig(
         port=section.integer("port", defaults.port, 0, 65535),
         bind_address=section.text("bind_address", defaults.bind_address),
+        tls_certfile=section.optional_path("tls_certfile", base_dir),
+        tls_keyfile=section.optional_path("tls_keyfile", base_dir),
     )
+    if (metrics.tls_certfile is None) != (metrics.tls_keyfile is None):
+        section.report("tls_keyfile", "must be set together with metrics.tls_certfile",
+                       metrics.tls_keyfile)
     section.reject_unknown()
     return metrics
+
+
+def _parse_service(section: _Section) -> ServiceConfig:
+    defaults = ServiceConfig()
+    refill = section.take("refill", defaults.refill)
+    if not isinstance(refill, bool):
+        section.report("refill", "must be true or false", refill)
+        refill = defaults.refill
+    service = ServiceConfig(
+        publish_interval_s=section.number("publish_interval_s", defaults.publish_interval_s,
+                                          0.0, low_inclusive=False),
+        lag_interval_s=section.number("lag_interval_s", defaults.lag_interval_s, 0.0,
+                                      low_inclusive=False),
+        refill=refill,
+        refill_timeout_s=section.number("refill_timeout_s", defaults.refill_timeout_s, 0.0),
+        baseline_watch_interval_s=section.number(
+            "baseline_watch_interval_s", defaults.baseline_watch_interval_s, 0.0),
+        log_format=cast(Literal["logfmt", "json"], section.choice(
+            "log_format", defaults.log_format, ("logfmt", "json"))),
+    )
+    section.reject_unknown()
+    return service

@@ -30,12 +30,17 @@ class DecodedBatch:
     """The objects decoded from one batch of payloads.
 
     ``positions[i]`` is the index in the input batch of ``objects[i]``, so the caller can line
-    up per-record metadata (Kafka timestamps, offsets) with the accepted messages.
+    up per-record metadata (Kafka timestamps, offsets) with the accepted messages;
+    ``rejections`` pairs the index of every refused payload with the reason.
     """
 
     objects: list[dict[str, Any]]
     positions: list[int]
-    rejected: Counter[str] = field(default_factory=Counter)
+    rejections: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> Counter[str]:
+        return Counter(reason for _, reason in self.rejections)
 
 
 class MessageDecoder:
@@ -59,29 +64,29 @@ class MessageDecoder:
     def decode(self, payloads: Sequence[bytes | None]) -> DecodedBatch:
         objects: list[dict[str, Any]] = []
         positions: list[int] = []
-        rejected: Counter[str] = Counter()
+        rejections: list[tuple[int, str]] = []
         decode = self._decoder.decode
         max_bytes = self.max_bytes
         for position, payload in enumerate(payloads):
             if not payload:
-                rejected[REJECT_EMPTY] += 1
+                rejections.append((position, REJECT_EMPTY))
                 continue
             if len(payload) > max_bytes:
-                rejected[REJECT_OVERSIZED] += 1
+                rejections.append((position, REJECT_OVERSIZED))
                 continue
             try:
                 value = decode(payload)
             except (msgspec.MsgspecError, RecursionError):
                 value = _decode_lenient(payload)
                 if value is _NOT_JSON:
-                    rejected[REJECT_NOT_JSON] += 1
+                    rejections.append((position, REJECT_NOT_JSON))
                     continue
             if type(value) is not dict:
-                rejected[REJECT_NOT_OBJECT] += 1
+                rejections.append((position, REJECT_NOT_OBJECT))
                 continue
             objects.append(value)
             positions.append(position)
-        return DecodedBatch(objects, positions, rejected)
+        return DecodedBatch(objects, positions, rejections)
 
 
 _NOT_JSON = object()

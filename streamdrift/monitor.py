@@ -168,6 +168,8 @@ class DriftMonitor:
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.panes_closed = 0
+        # False while refilling the window with messages an earlier run already counted.
+        self._counting = True
 
     # ---- input -------------------------------------------------------------------------
 
@@ -175,29 +177,51 @@ class DriftMonitor:
         self,
         payloads: Sequence[bytes | None],
         record_timestamps_s: Sequence[float] | None = None,
-    ) -> None:
+    ) -> list[tuple[int, str]]:
         """Decode and count a batch of raw messages, in arrival order.
 
         ``record_timestamps_s`` (one per payload, e.g. Kafka record timestamps) place the
         messages of an event-time window when no ``window.time_field`` is configured.
+        Returns the rejected payloads as (index in ``payloads``, reason), e.g. for a
+        dead-letter topic; they are already counted.
         """
         decoded = self.decoder.decode(payloads)
-        self.messages += len(payloads) - len(decoded.objects)
-        self.rejected.update(decoded.rejected)
+        rejections = decoded.rejections
+        if self._counting:
+            self.messages += len(rejections)
+            self.rejected.update(reason for _, reason in rejections)
         timestamps = None
         if record_timestamps_s is not None:
             timestamps = np.asarray(record_timestamps_s, dtype=np.float64)[decoded.positions]
-        self.process_messages(decoded.objects, timestamps)
+        late_rejections = self.process_messages(decoded.objects, timestamps)
+        if late_rejections:
+            rejections = sorted(rejections + [(decoded.positions[index], reason)
+                                              for index, reason in late_rejections])
+        return rejections
+
+    def refill(self, payloads: Sequence[bytes | None],
+               record_timestamps_s: Sequence[float] | None = None) -> None:
+        """Put already-counted messages back into the window (after a restart or a new
+        baseline) without counting them again: the totals, the rejection counts and the
+        change-point counts stay as they are; the change detectors see the panes."""
+        self._counting = False
+        try:
+            self.process_payloads(payloads, record_timestamps_s)
+        finally:
+            self._counting = True
 
     def process_messages(
         self,
         messages: Sequence[Mapping[str, Any]],
         record_timestamps_s: npt.NDArray[np.float64] | None = None,
-    ) -> None:
-        """Count a batch of decoded JSON objects, in arrival order."""
-        self.messages += len(messages)
+    ) -> list[tuple[int, str]]:
+        """Count a batch of decoded JSON objects, in arrival order. Returns the messages
+        refused for a bad event time as (index in ``messages``, reason)."""
+        if self._counting:
+            self.messages += len(messages)
         if not messages:
-            return
+            return []
+        rejections: list[tuple[int, str]] = []
         pane_ids: npt.NDArray[np.int64]
         if self._pane_duration_s is None:
             assert self._pane_length is not None
@@ -206,14 +230,17 @@ class DriftMonitor:
         else:
             timestamps, usable = self._event_times_s(messages, record_timestamps_s)
             if not usable.all():
-                self.rejected[REJECT_BAD_TIMESTAMP] += int(np.count_nonzero(~usable))
+                rejections = [(int(i), REJECT_BAD_TIMESTAMP) for i in np.flatnonzero(~usable)]
+                if self._counting:
+                    self.rejected[REJECT_BAD_TIMESTAMP] += len(rejections)
                 kept = np.flatnonzero(usable)
                 messages = [messages[i] for i in kept.tolist()]
                 timestamps = timestamps[kept]
                 if not messages:
-                    return
+                    return rejections
             pane_ids = np.floor(timestamps / self._pane_duration_s).astype(np.int64)
         self._count(extract_features(messages, self.specs), pane_ids)
+        return rejections
 
     def process_columns(self, columns: Sequence[FeatureColumn]) -> None:
         """Count rows of already-extracted columns (one per feature, in config order) as
@@ -240,9 +267,12 @@ class DriftMonitor:
                              np.where(status == STATUS_MISSING, feature.n_bins,
                                       feature.n_bins + 1))
             slots[:, index] = self.layout.offsets[index] + local
-            self._invalid_values[index] += np.bincount(status, minlength=STATUS_NON_FINITE + 1)
-            self._out_of_range[index] += feature.out_of_range(column)
-        self._slot_totals += np.bincount(slots.ravel(), minlength=self.layout.n_slots)
+            if self._counting:
+                self._invalid_values[index] += np.bincount(status,
+                                                           minlength=STATUS_NON_FINITE + 1)
+                self._out_of_range[index] += feature.out_of_range(column)
+        if self._counting:
+            self._slot_totals += np.bincount(slots.ravel(), minlength=self.layout.n_slots)
         self.histogram.update(pane_ids, slots)
 
     def reject(self, reason: str, count: int = 1) -> None:
@@ -264,6 +294,30 @@ class DriftMonitor:
             return times, np.isfinite(times)
         return event_times_s(raw_values(messages, window.time_field), window.time_unit)
 
+    def swap_baseline(self, baseline: Baseline, baseline_name: str = "baseline") -> bool:
+        """Compare the windows with a new baseline that has the same bins, keeping them.
+
+        Returns False, changing nothing, when any feature's bins differ (then the window
+        counts cannot be carried over: build a new monitor and refill it).
+        """
+        check_baseline_fits(baseline, self.specs, baseline_name)
+        new_features = [baseline[spec.name] for spec in self.specs]
+        if not all(old.same_bins(new) for old, new in
+                   zip(self._feature_baselines, new_features, strict=True)):
+            return False
+        self.baseline = baseline
+        self._feature_baselines = new_features
+        self._q = np.concatenate([f.probabilities for f in new_features])
+        log_q_by_slot = np.zeros(self.layout.n_slots)
+        log_q_by_slot[self.layout.bin_slots] = np.log(self._q)
+        kl = IncrementalKL(self.layout, log_q_by_slot)
+        counts = self.histogram.counts
+        kl.on_change(counts, counts)  # the whole window enters the new sums at once
+        self.histogram.window_listeners[self.histogram.window_listeners.index(
+            self.kl.on_change)] = kl.on_change
+        self.kl = kl
+        return True
+
     # ---- evaluation --------------------------------------------------------------------
 
     def _on_pane_closed(self, pane_id: int) -> None:
@@ -280,7 +334,7 @@ class DriftMonitor:
             if detector is None or not enough[index]:
                 continue
             detector.update(float(scaled[index]))
-            if detector.drift_detected:
+            if detector.drift_detected and self._counting:
                 self._change_points[index] += 1
 
     def divergences(self) -> Divergences:

@@ -7,7 +7,7 @@ messages from the reference law except for the features it is told have drifted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from streamdrift.baseline import Baseline, FeatureBaseline
 from streamdrift.config import Config, parse_config
 
 Sampler = Callable[[np.random.Generator, int, bool], list[Any]]
@@ -90,31 +91,68 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
+def baseline_sampler(feature: FeatureBaseline) -> Sampler:
+    """A law for any feature, drawn from its baseline: a bin by its probability, then a
+    value in it (uniform between the bin's edges; a fresh category for "other"). The
+    drifted law reverses the bin probabilities."""
+    probabilities = feature.probabilities / feature.probabilities.sum()
+
+    def sample(rng: np.random.Generator, count: int, drift: bool) -> list[Any]:
+        weights = probabilities[::-1] if drift else probabilities
+        bins = rng.choice(len(weights), size=count, p=weights)
+        if feature.type == "categorical":
+            names = [*feature.categories, "other"]
+            return [names[b] if b < len(feature.categories) else f"unseen-{b}"
+                    for b in bins.tolist()]
+        low = feature.minimum if feature.minimum is not None else float(feature.edges[0]) - 1
+        high = feature.maximum if feature.maximum is not None else float(feature.edges[-1]) + 1
+        bounds = np.concatenate([[low], feature.edges, [high]])
+        values: list[Any] = rng.uniform(bounds[bins], np.maximum(bounds[bins + 1],
+                                                                  bounds[bins])).tolist()
+        return values
+
+    return sample
+
+
 @dataclass(frozen=True)
 class SyntheticStream:
-    """Messages for the configured features, with some features drifted from a message on."""
+    """Messages for the configured features, with some features drifted from a message on.
+
+    A feature named like one of the demo's follows the demo's law; any other feature needs
+    a baseline to draw from.
+    """
 
     config: Config
     seed: int = 0
+    baseline: Baseline | None = None
+
+    def sampler(self, name: str) -> Sampler:
+        if name in SAMPLERS:
+            return SAMPLERS[name]
+        if self.baseline is not None and name in self.baseline.features:
+            return baseline_sampler(self.baseline[name])
+        raise ValueError(f"no synthetic law for feature {name!r}: give a baseline, or use one "
+                         f"of the demo's features ({', '.join(SAMPLERS)})")
 
     def reference(self, count: int) -> list[dict[str, Any]]:
         """Training data: every feature from its reference law, drawn apart from the stream."""
         return self.messages(count, offset=0, _stream=1)
 
-    def messages(self, count: int, drifted: Collection[str] = (), drift_from: int = 0,
-                 offset: int = 0, _stream: int = 0) -> list[dict[str, Any]]:
+    def messages(self, count: int, drifted: Collection[str] | Mapping[str, int] = (),
+                 drift_from: int = 0, offset: int = 0, _stream: int = 0
+                 ) -> list[dict[str, Any]]:
         """``count`` messages; features in ``drifted`` follow their drifted law from message
-        number ``drift_from`` on (messages are numbered from ``offset``). The same arguments
-        give the same messages."""
+        number ``drift_from`` on, or from their own start when ``drifted`` maps features to
+        starts (messages are numbered from ``offset``). The same arguments give the same
+        messages."""
         rng = np.random.default_rng([self.seed, _stream, offset])
-        split = min(max(drift_from - offset, 0), count)
+        starts = (dict(drifted) if isinstance(drifted, Mapping)
+                  else dict.fromkeys(drifted, drift_from))
         columns: dict[str, list[Any]] = {}
         for spec in self.config.features:
-            sampler = SAMPLERS.get(spec.name)
-            if sampler is None:
-                raise ValueError(f"no synthetic law for feature {spec.name!r}; known: "
-                                 f"{', '.join(SAMPLERS)}")
-            if spec.name in drifted:
+            sampler = self.sampler(spec.name)
+            if spec.name in starts:
+                split = min(max(starts[spec.name] - offset, 0), count)
                 columns[spec.name] = (sampler(rng, split, False)
                                       + sampler(rng, count - split, True))
             else:

@@ -1,0 +1,313 @@
+"""``streamdrift run``: the composition root of the service.
+
+One thread (the main one) owns all mutable state: it polls Kafka, updates the monitor,
+commits offsets once a batch is counted, and at each publish tick swaps one immutable
+snapshot into the collector. The HTTP thread only reads that snapshot.
+
+Restarts do not blind the service: when partitions are assigned that the window does not
+hold yet, the last window of each is re-read from Kafka (outside the group) and put back in
+the window without being counted again; see docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+
+from streamdrift.baseline import Baseline, load_baseline
+from streamdrift.config import Config
+from streamdrift.errors import BaselineError, StreamdriftError
+from streamdrift.eventlog import EventLog
+from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_registry
+from streamdrift.monitor import DriftMonitor, DriftReport
+from streamdrift.server import MetricsServer
+from streamdrift.sources.kafka import KafkaSource, Partition, Record
+
+POLL_TIMEOUT_S = 0.5
+
+
+class DriftService:
+    def __init__(self, config: Config, baseline_path: Path, log: EventLog) -> None:
+        self.config = config
+        self.baseline_path = baseline_path
+        self.log = log
+        baseline = load_baseline(baseline_path)
+        self.monitor = DriftMonitor(config, baseline, str(baseline_path))
+        self.log("baseline_loaded", path=baseline_path, hash=baseline.content_hash(),
+                 created_at=baseline.created_at, features=len(baseline.features))
+        self._baseline_stamp = _file_stamp(baseline_path)
+        self.status = ServiceStatus()
+        self.collector = DriftCollector(Snapshot(self.monitor.report(), baseline, self.status))
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.source: KafkaSource | None = None
+        # Offsets (of the next message) counted but not yet committed, per partition.
+        self._pending: dict[Partition, int] = {}
+        # Partitions whose recent messages the window holds (refilled or consumed).
+        self._held: set[Partition] = set()
+        # Assignments noted by the rebalance listener, taken by the main loop.
+        self._assignments: list[list[Partition]] = []
+        self._dirty = False
+        self._last_report: DriftReport | None = None
+        self._reloads = {"loaded": 0, "refused": 0}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        service = self.config.service
+        with ExitStack() as stack:
+            try:
+                server = MetricsServer(
+                    make_registry(self.collector), self.readiness,
+                    self.config.metrics.bind_address, self.config.metrics.port,
+                    self.config.metrics.tls_certfile, self.config.metrics.tls_keyfile)
+            except OSError as error:
+                raise StreamdriftError(
+                    f"cannot serve metrics on {self.config.metrics.bind_address}:"
+                    f"{self.config.metrics.port}: {error.strerror}") from None
+            server.start()
+            stack.callback(server.close)
+            self.log("started", metrics_port=server.port, window=self.config.window.describe(),
+                     features=len(self.config.features), pid=os.getpid())
+            source = KafkaSource(self.config.kafka, self.log, self._on_assigned,
+                                 self._on_revoked)
+            self.source = source
+            stack.callback(self._shutdown, source)
+            if not source.connect(self.stop):
+                return 0
+            self._set_status(connected=True)
+            last_publish = last_probe = last_watch = 0.0
+            while not self.stop.is_set():
+                records = source.poll(POLL_TIMEOUT_S)
+                self._take_assignments()
+                if records:
+                    self._process(records)
+                now = time.monotonic()
+                if self.reload_requested.is_set() or (
+                        service.baseline_watch_interval_s > 0
+                        and now - last_watch >= service.baseline_watch_interval_s
+                        and self._baseline_changed()):
+                    self.reload_requested.clear()
+                    self._reload()
+                    last_watch = now
+                if now - last_probe >= service.lag_interval_s:
+                    self._probe(source)
+                    last_probe = now
+                if now - last_publish >= service.publish_interval_s or (
+                        self._dirty and not records):
+                    self.publish()
+                    last_publish = now
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            if self.stop.is_set() and signum == signal.SIGINT:
+                os._exit(130)  # a second Ctrl+C: leave now, uncommitted work is re-read
+            self.log("stopping", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        def on_hangup(signum: int, frame: FrameType | None) -> None:
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hangup)
+
+    def _shutdown(self, source: KafkaSource) -> None:
+        committed = source.commit(self._pending) if self._pending else True
+        if committed:
+            self._pending.clear()
+        self.publish()
+        source.close()
+        self.log("stopped", messages=self.monitor.messages, committed=committed)
+
+    # ---- the hot path ------------------------------------------------------------------
+
+    def _process(self, records: Sequence[Record]) -> None:
+        rejections = self.monitor.process_payloads(
+            [record.value for record in records],
+            [record.timestamp_ms / 1000.0 for record in records])
+        dead_letter_topic = self.config.kafka.dead_letter_topic
+        if rejections and dead_letter_topic is not None and not self._send_dead_letters(
+                dead_letter_topic, [(records[index], reason) for index, reason in rejections]):
+            return  # stopping before the dead letters were written: do not commit them
+        for record in records:
+            key = (record.topic, record.partition)
+            self._pending[key] = max(self._pending.get(key, 0), record.offset + 1)
+            self._held.add(key)
+        assert self.source is not None
+        if self.source.commit(self._pending):
+            self._pending.clear()
+        newest = max(record.timestamp_ms for record in records) / 1000.0
+        previous = self.status.last_message_timestamp_s
+        self._set_status(connected=True, last_message_timestamp_s=newest if previous is None
+                         else max(previous, newest))
+        self._dirty = True
+
+    def _send_dead_letters(self, topic: str, letters: list[tuple[Record, str]]) -> bool:
+        """Produce the rejected messages, retrying until the brokers take them or the
+        service stops (then False: the batch stays uncommitted and is read again)."""
+        assert self.source is not None
+        delay_s = 0.5
+        while not self.source.send_dead_letters(topic, letters):
+            if self.stop.wait(delay_s):
+                return False
+            delay_s = min(delay_s * 2, 10.0)
+        self._set_status(dead_letters=self.status.dead_letters + len(letters))
+        return True
+
+    # ---- partitions and refill ---------------------------------------------------------
+
+    # kafka-python 3 calls these two on its IO thread, where no blocking call is allowed:
+    # they only note what happened. Offsets need no commit on revocation, since every
+    # batch is committed before the next poll (a failed commit would fail here too).
+
+    def _on_revoked(self, partitions: list[Partition]) -> None:
+        self.log("partitions_revoked", partitions=_names(partitions))
+
+    def _on_assigned(self, partitions: list[Partition]) -> None:
+        self.log("partitions_assigned", partitions=_names(partitions))
+        self._assignments.append(sorted(partitions))
+
+    def _take_assignments(self) -> None:
+        """Refill the window for partitions it does not hold yet, before any of their
+        records is counted: the history is older than anything the poll returned."""
+        while self._assignments:
+            partitions = self._assignments.pop(0)
+            self._set_status(assigned=tuple(partitions))
+            new = [partition for partition in partitions if partition not in self._held]
+            if new and self.config.service.refill:
+                self._refill(self.monitor, new)
+            self._held.update(partitions)
+
+    def _refill(self, monitor: DriftMonitor, partitions: list[Partition]) -> None:
+        """Put the last window of ``partitions`` back into ``monitor``'s window."""
+        assert self.source is not None
+        window = self.config.window
+        started = time.monotonic()
+        self._set_status(refilling=True)
+        try:
+            ends = self.source.committed_offsets(partitions)
+            since_ms = None
+            if window.duration_s is not None:
+                since_ms = int((time.time() - window.duration_s) * 1000)
+            records, complete = self.source.read_history(
+                ends, window.size, since_ms, self.config.service.refill_timeout_s)
+        except Exception as error:  # a failed refill must not stop the service: log it
+            self.log("refill_failed", level="error", error=type(error).__name__,
+                     detail=str(error))
+            self._set_status(refilling=False)
+            return
+        # Interleave the partitions by time, the way they were produced.
+        records.sort(key=lambda record: (record.timestamp_ms, record.partition, record.offset))
+        if window.size is not None:
+            records = records[-window.size:]
+        monitor.refill([record.value for record in records],
+                       [record.timestamp_ms / 1000.0 for record in records])
+        self._set_status(refilling=False)
+        self._dirty = True
+        self.log("window_refilled", partitions=_names(partitions), messages=len(records),
+                 complete=complete, seconds=round(time.monotonic() - started, 3))
+
+    # ---- baseline reload ---------------------------------------------------------------
+
+    def _baseline_changed(self) -> bool:
+        return _file_stamp(self.baseline_path) != self._baseline_stamp
+
+    def _reload(self) -> None:
+        self._baseline_stamp = _file_stamp(self.baseline_path)
+        try:
+            baseline = load_baseline(self.baseline_path)
+            if not self.monitor.swap_baseline(baseline, str(self.baseline_path)):
+                self._replace_monitor(baseline)
+        except BaselineError as error:
+            self._reloads["refused"] += 1
+            self._set_status(baseline_reloads=dict(self._reloads))
+            self.log("baseline_refused", level="error", path=self.baseline_path,
+                     detail=str(error).replace("\n", " "),
+                     kept=self.monitor.baseline.content_hash())
+            return
+        self._reloads["loaded"] += 1
+        self._set_status(baseline_reloads=dict(self._reloads))
+        self._dirty = True
+        self.log("baseline_loaded", path=self.baseline_path, hash=baseline.content_hash(),
+                 created_at=baseline.created_at, features=len(baseline.features))
+
+    def _replace_monitor(self, baseline: Baseline) -> None:
+        """New bins: the window counts cannot be carried over, so the window is read again
+        from Kafka under the new bins (and the running totals start again)."""
+        monitor = DriftMonitor(self.config, baseline, str(self.baseline_path))
+        if self.source is not None and self._held:
+            if self._pending and self.source.commit(self._pending):
+                self._pending.clear()
+            self._refill(monitor, sorted(self._held))
+        self.monitor = monitor
+        self._last_report = None
+
+    # ---- status and publishing ---------------------------------------------------------
+
+    def _probe(self, source: KafkaSource) -> None:
+        lag = source.probe_lag()
+        if lag is None:
+            if self.status.connected:
+                self.log("kafka_disconnected", level="warning")
+            self._set_status(connected=False)
+        else:
+            if not self.status.connected:
+                self.log("kafka_reconnected")
+            self._set_status(connected=True, lag=lag, assigned=tuple(source.assignment()))
+
+    def _set_status(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+        # The report and its baseline change together, only in publish().
+        shown = self.collector.snapshot
+        self.collector.publish(Snapshot(shown.report, shown.baseline, self.status))
+
+    def publish(self) -> None:
+        report = self.monitor.report()
+        self._log_drift_changes(report)
+        self.collector.publish(Snapshot(report, self.monitor.baseline, self.status))
+        self._dirty = False
+
+    def _log_drift_changes(self, report: DriftReport) -> None:
+        previous = self._last_report
+        self._last_report = report
+        for name, feature in report.features.items():
+            was = previous is not None and previous.features[name].drift
+            if feature.drift and not was:
+                self.log("drift_started", feature=name, kl=feature.kl,
+                         threshold=feature.threshold, p_value=feature.p_value,
+                         samples=feature.samples)
+            elif was and not feature.drift:
+                self.log("drift_ended", feature=name, kl=feature.kl,
+                         threshold=feature.threshold, status=feature.status)
+
+    def readiness(self) -> tuple[bool, str]:
+        status = self.status
+        if not status.connected:
+            return False, "not connected to Kafka"
+        if not status.assigned:
+            return False, "no partitions assigned"
+        if status.refilling:
+            return False, "refilling the window"
+        return True, "ready"
+
+
+def _names(partitions: Sequence[Partition]) -> str:
+    return ",".join(f"{topic}-{partition}" for topic, partition in sorted(partitions))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -1,0 +1,335 @@
+"""The Kafka adapter: the only module that imports a Kafka client (kafka-python 3).
+
+``KafkaSource`` consumes in a consumer group with auto-commit off: the service commits the
+offsets of a batch only after the batch has been counted (at-least-once). It survives
+brokers that are not there yet (kafka-python 3 raises ``KafkaTimeoutError`` from the
+constructor when no broker answers: retried with backoff) and brokers that go away (the
+client reconnects; ``probe_lag`` tells whether requests succeed). It also reads partition
+history outside the group, to refill the window after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from streamdrift.config import KafkaConfig
+from streamdrift.eventlog import EventLog
+
+Partition = tuple[str, int]
+PartitionsListener = Callable[[list[Partition]], None]
+
+DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes | None
+
+
+def client_settings(config: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by every client: servers, TLS and SASL passed through."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": [server.strip() for server in config.bootstrap_servers.split(",")],
+        "client_id": config.client_id,
+        "security_protocol": config.security_protocol,
+        # Reconnect within seconds after an outage rather than backing off to 30 s.
+        "reconnect_backoff_max_ms": 2000,
+    }
+    if config.sasl_mechanism is not None:
+        settings["sasl_mechanism"] = config.sasl_mechanism
+    if config.sasl_username is not None:
+        settings["sasl_plain_username"] = config.sasl_username
+    if config.sasl_password is not None:
+        settings["sasl_plain_password"] = config.sasl_password.reveal()
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(config, key)
+        if path is not None:
+            settings[key] = str(path)
+    return settings
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assigned: PartitionsListener, on_revoked: PartitionsListener) -> None:
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._on_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaSource:
+    def __init__(self, config: KafkaConfig, log: EventLog, on_assigned: PartitionsListener,
+                 on_revoked: PartitionsListener) -> None:
+        self.config = config
+        self.log = log
+        self._listener = _Listener(on_assigned, on_revoked)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._settings = client_settings(config)
+        _route_client_logs(log)
+
+    # ---- group consumption -------------------------------------------------------------
+
+    def connect(self, stop: threading.Event) -> bool:
+        """Create the consumer and subscribe, retrying with backoff until it works or
+        ``stop`` is set (then False)."""
+        delay_s = 0.5
+        while not stop.is_set():
+            try:
+                consumer = KafkaConsumer(
+                    group_id=self.config.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset=self.config.auto_offset_reset,
+                    max_poll_records=self.config.max_poll_records,
+                    bootstrap_timeout_ms=int(self.config.connect_timeout_s * 1000),
+                    **self._settings,
+                )
+            except KafkaError as error:
+                self.log("kafka_unavailable", level="warning", error=type(error).__name__,
+                         detail=str(error), retry_in_s=delay_s)
+                stop.wait(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+                continue
+            if self.config.topic_pattern is not None:
+                consumer.subscribe(pattern=self.config.topic_pattern, listener=self._listener)
+            else:
+                consumer.subscribe(topics=[self.config.topic], listener=self._listener)
+            self._consumer = consumer
+            self.log("kafka_connected", bootstrap=self.config.bootstrap_servers,
+                     group=self.config.group_id,
+                     topic=self.config.topic or self.config.topic_pattern)
+            return True
+        return False
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        records = [
+            Record(record.topic, record.partition, record.offset, record.timestamp,
+                   record.value)
+            for partition_records in batches.values() for record in partition_records
+        ]
+        return records
+
+    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
+        """Commit ``next_offsets`` (the offset of the next message to read, per partition).
+        False when the brokers refused or did not answer: the offsets stay to commit later,
+        and at worst the batch is counted again (at-least-once)."""
+        if not next_offsets:
+            return True
+        offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                   for (topic, partition), offset in next_offsets.items()}
+        try:
+            self._consumer.commit(offsets=offsets, timeout_ms=5000)
+        except KafkaError as error:
+            self.log("commit_failed", level="warning", error=type(error).__name__,
+                     detail=str(error))
+            return False
+        return True
+
+    def assignment(self) -> list[Partition]:
+        if self._consumer is None:
+            return []
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def probe_lag(self, timeout_s: float = 2.0) -> dict[Partition, int] | None:
+        """Messages not yet consumed per assigned partition; None when the brokers do not
+        answer (which is how the service knows it is disconnected)."""
+        assigned = list(self._consumer.assignment())
+        timeout_ms = int(timeout_s * 1000)
+        try:
+            if not assigned:
+                self._consumer.bootstrap(timeout_ms=timeout_ms, refresh=True)
+                return {}
+            ends = self._consumer.end_offsets(assigned, timeout_ms=timeout_ms)
+            return {(tp.topic, tp.partition):
+                    max(0, ends[tp] - self._consumer.position(tp, timeout_ms=timeout_ms))
+                    for tp in assigned}
+        except KafkaError:
+            return None
+
+    def committed_offsets(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        """Where the group will resume: the committed offset, or where a partition without
+        one starts under ``auto_offset_reset``."""
+        result: dict[Partition, int] = {}
+        missing: list[TopicPartition] = []
+        for topic, partition in partitions:
+            tp = TopicPartition(topic, partition)
+            committed = self._consumer.committed(tp, timeout_ms=10_000)
+            if committed is None:
+                missing.append(tp)
+            else:
+                result[(topic, partition)] = int(committed)
+        if missing:
+            if self.config.auto_offset_reset == "latest":
+                starts = self._consumer.end_offsets(missing, timeout_ms=10_000)
+            else:
+                starts = self._consumer.beginning_offsets(missing, timeout_ms=10_000)
+            result.update({(tp.topic, tp.partition): int(offset)
+                           for tp, offset in starts.items()})
+        return result
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False, timeout_ms=5000)
+            except KafkaError as error:
+                self.log("close_failed", level="warning", error=type(error).__name__)
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+    # ---- history, outside the group ----------------------------------------------------
+
+    def read_history(
+        self,
+        ends: Mapping[Partition, int],
+        count_per_partition: int | None,
+        since_ms: int | None,
+        timeout_s: float,
+    ) -> tuple[list[Record], bool]:
+        """The records before ``ends`` in each partition: the last ``count_per_partition``,
+        or those from ``since_ms`` on. Returns them and whether all were read in time."""
+        if not ends:
+            return [], True
+        reader = KafkaConsumer(group_id=None, enable_auto_commit=False,
+                               bootstrap_timeout_ms=int(self.config.connect_timeout_s * 1000),
+                               **self._settings)
+        try:
+            partitions = [TopicPartition(topic, partition) for topic, partition in ends]
+            reader.assign(partitions)
+            beginnings = reader.beginning_offsets(partitions, timeout_ms=10_000)
+            starts: dict[TopicPartition, int] = {}
+            for tp in partitions:
+                end = ends[(tp.topic, tp.partition)]
+                start = beginnings[tp]
+                if count_per_partition is not None:
+                    start = max(start, end - count_per_partition)
+                starts[tp] = start
+            if since_ms is not None:
+                found = reader.offsets_for_times(dict.fromkeys(partitions, since_ms),
+                                                 timeout_ms=10_000)
+                for tp in partitions:
+                    located = found.get(tp)
+                    starts[tp] = max(starts[tp], located.offset if located is not None
+                                     else ends[(tp.topic, tp.partition)])
+            records: list[Record] = []
+            pending = {tp for tp in partitions if starts[tp] < ends[(tp.topic, tp.partition)]}
+            for tp in partitions:
+                reader.seek(tp, starts[tp])
+            deadline = time.monotonic() + timeout_s
+            while pending and time.monotonic() < deadline:
+                for tp, batch in reader.poll(timeout_ms=500).items():
+                    end = ends[(tp.topic, tp.partition)]
+                    records.extend(Record(r.topic, r.partition, r.offset, r.timestamp, r.value)
+                                   for r in batch if r.offset < end)
+                    if batch and batch[-1].offset >= end - 1:
+                        pending.discard(tp)
+                        reader.pause(tp)
+                for tp in list(pending):
+                    if reader.position(tp, timeout_ms=5000) >= ends[(tp.topic, tp.partition)]:
+                        pending.discard(tp)
+            return records, not pending
+        finally:
+            reader.close(autocommit=False, timeout_ms=5000)
+
+    # ---- dead letters ------------------------------------------------------------------
+
+    def send_dead_letters(self, topic: str, letters: Sequence[tuple[Record, str]]) -> bool:
+        """Produce rejected records to ``topic`` with the reason and origin in headers, and
+        wait until the brokers have them (they are committed right after). False when the
+        brokers did not take them all."""
+        try:
+            if self._producer is None:
+                self._producer = KafkaProducer(acks="all", linger_ms=5, **self._settings)
+            futures = []
+            for record, reason in letters:
+                headers = [
+                    (DEAD_LETTER_REASON_HEADER, reason.encode()),
+                    ("streamdrift-topic", record.topic.encode()),
+                    ("streamdrift-partition", str(record.partition).encode()),
+                    ("streamdrift-offset", str(record.offset).encode()),
+                ]
+                futures.append(self._producer.send(topic, value=record.value or b"",
+                                                   headers=headers,
+                                                   timestamp_ms=record.timestamp_ms))
+            self._producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=0)
+        except KafkaError as error:
+            self.log("dead_letter_failed", level="error", topic=topic,
+                     error=type(error).__name__, detail=str(error))
+            return False
+        return True
+
+
+class _ClientLogHandler(logging.Handler):
+    """kafka-python's own warnings and errors, as event lines like ours."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(logging.WARNING)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._log("kafka_client", level=record.levelname.lower(), logger=record.name,
+                  message=record.getMessage())
+
+
+def _route_client_logs(log: EventLog) -> None:
+    logger = logging.getLogger("kafka")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    logger.handlers = [_ClientLogHandler(log)]
+
+
+class KafkaSink:
+    """Produces payloads to a topic (for ``streamdrift produce`` and the Kafka demo)."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        try:
+            self._producer = KafkaProducer(acks="all", linger_ms=10,
+                                           bootstrap_timeout_ms=int(
+                                               config.connect_timeout_s * 1000),
+                                           **client_settings(config))
+        except KafkaError as error:
+            raise ConnectionError(f"no Kafka broker answered at {config.bootstrap_servers} "
+                                  f"({type(error).__name__})") from None
+
+    def send(self, topic: str, payloads: Sequence[bytes]) -> None:
+        for payload in payloads:
+            self._producer.send(topic, value=payload)
+
+    def close(self) -> None:
+        self._producer.flush(timeout=30)
+        self._producer.close(timeout=10)
+
+
+def ensure_topic(config: KafkaConfig, topic: str, partitions: int) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**client_settings(config))
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()
+    return True
