@@ -85,7 +85,8 @@ class KafkaConfig:
     auto_offset_reset: Literal["earliest", "latest"] = "latest"
     max_poll_records: int = 1000
     dead_letter_topic: str | None = None
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    session_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -461,6 +462,7 @@ def _parse_kafka(
         dead_letter_topic=section.optional_text("dead_letter_topic"),
         connect_timeout_s=section.number("connect_timeout_s", defaults.connect_timeout_s, 0.0,
                                          low_inclusive=False),
+        session_timeout_s=section.number("session_timeout_s", defaults.session_timeout_s, 1.0),
     )
     section.reject_unknown()
     return kafka
