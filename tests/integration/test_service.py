@@ -33,9 +33,11 @@ from tests.integration.conftest import (
 FEATURES = ["session_length", "purchases_30d", "age", "discount_rate", "country", "device",
             "plan"]
 # Fast ticks so that tests wait for seconds, not minutes.
-FAST = {"service": {"publish_interval_s": 0.2, "lag_interval_s": 0.5,
-                    "baseline_watch_interval_s": 0.5},
-        "kafka": {"auto_offset_reset": "earliest", "connect_timeout_s": 2}}
+FAST: dict[str, dict[str, Any]] = {
+    "service": {"publish_interval_s": 0.2, "lag_interval_s": 0.5,
+                "baseline_watch_interval_s": 0.5},
+    "kafka": {"auto_offset_reset": "earliest", "connect_timeout_s": 2},
+}
 ServiceFactory = Callable[..., ServiceProcess]
 
 
@@ -196,7 +198,9 @@ def test_kill_9_then_restart_loses_nothing_and_matches_an_uninterrupted_run(
     # The restart put back what the first run had committed (which it had counted: it
     # commits after counting, and publishes after committing) and counted the rest.
     second_run = service.log_text().split("---- start #2")[1]
-    refilled = int(re.search(r"event=window_refilled .*messages=(\d+)", second_run)[1])
+    found = re.search(r"event=window_refilled .*messages=(\d+)", second_run)
+    assert found is not None, second_run
+    refilled = int(found[1])
     assert before_kill <= refilled
     assert refilled + _messages_total(service) == 12_000
 
