@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -346,3 +347,68 @@ def test_ctrl_c_stops_cleanly_while_no_broker_answers(
     service.send_signal(signum)
     assert service.terminate(timeout_s=15) == 0
     assert "kafka_unavailable" in service.log_text()
+
+
+def test_produce_writes_the_configured_features_with_drift_switched_on(
+        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str]) -> None:
+    topic = topic_factory(partitions=3)
+    config, _ = _setup(tmp_path, bootstrap, topic)
+    assert cli_main(["produce", "--config", str(config), "--count", "4000", "--rate", "0",
+                     "--drift", "device@2000"]) == 0
+    records = consume_all(bootstrap, topic)
+    assert len(records) == 4000
+    messages = sorted((json.loads(record.value or b"") for record in records),
+                      key=lambda message: message["id"])
+    assert [m["id"] for m in messages] == list(range(4000))
+    tv_before = sum(m["device"] == "tv" for m in messages[:2000])
+    tv_after = sum(m["device"] == "tv" for m in messages[2000:])
+    assert tv_before == 0  # the reference law has no "tv"; the drifted one has 30 %
+    assert tv_after > 400
+
+
+def test_demo_kafka_runs_the_whole_loop(bootstrap: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamdrift", "demo", "--kafka", "--bootstrap", bootstrap,
+         "--seconds", "8", "--rate", "2000", "--metrics-port", str(free_port())],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "drifted at the end: session_length, device" in result.stdout
+    assert "event=drift_started feature=device" in result.stderr
+
+
+def test_a_topic_pattern_and_a_changed_baseline_file(
+        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
+        service_factory: ServiceFactory) -> None:
+    first = topic_factory(partitions=1, prefix="sd-pattern")
+    second = first.replace("sd-pattern", "sd-pattern-b")  # created by the broker on produce
+    config, port = _setup(tmp_path, bootstrap, first, window_size=5000, extra={
+        "kafka": {"topic": None, "topic_pattern": f"sd-pattern(-b)?-{first.split('-')[-1]}"}})
+    produce(bootstrap, first, _messages(config, 300))
+    produce(bootstrap, second, _messages(config, 200, offset=300))
+    service = service_factory(config, port)
+    _wait_counted(service, 500)
+    assert "sd-pattern-b" in service.log_text()
+
+    # The file watch: a rebuilt baseline with the same bins is taken without a signal.
+    baseline_path = tmp_path / "baseline.json"
+    document = json.loads(baseline_path.read_text())
+    probabilities = document["features"]["plan"]["probabilities"]
+    probabilities[0], probabilities[1] = probabilities[1], probabilities[0]
+    baseline_path.write_text(json.dumps(document, indent=2))
+    service.wait_until(lambda: service.value("streamdrift_baseline_reloads_total",
+                                             result="loaded") == 1, 20, what="the reload")
+    assert service.value("streamdrift_window_messages") == 500  # same bins: window kept
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
+                                       service_factory: ServiceFactory) -> None:
+    config, port = _setup(tmp_path, f"127.0.0.1:{free_port()}", "nowhere",
+                          extra={"kafka": {"connect_timeout_s": 30}})
+    service = service_factory(config, port)
+    service.wait_healthy(30)
+    time.sleep(0.5)  # inside the 30 s connection attempt now
+    service.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    service.send_signal(signal.SIGINT)
+    assert service.terminate(timeout_s=5) == 130

@@ -1,0 +1,81 @@
+"""The exposition, read from a fresh registry per test (client_python's own habit)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamdrift.baseline import Baseline, build_baseline
+from streamdrift.config import Config, parse_config
+from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_registry
+from streamdrift.features import categorical_column, numeric_column
+from streamdrift.monitor import DriftMonitor
+
+
+def _monitor() -> tuple[Config, Baseline, DriftMonitor]:
+    config = parse_config({"features": [{"name": "x"}, {"name": "c", "type": "categorical"}],
+                           "window": {"size": 100, "panes": 4},
+                           "divergence": {"min_samples": 10}}, Path.cwd(), environ={})
+    rng = np.random.default_rng(0)
+    baseline = build_baseline(
+        config.features,
+        {"x": numeric_column(rng.normal(size=500).tolist()),
+         "c": categorical_column(rng.choice(["a", "b"], 500).tolist())},
+        {"x": 5, "c": 5}, 10, 0.5, "test")
+    return config, baseline, DriftMonitor(config, baseline)
+
+
+def _samples(collector: DriftCollector) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = generate_latest(make_registry(collector)).decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_every_series_exists_before_the_first_message():
+    _, baseline, monitor = _monitor()
+    samples = _samples(DriftCollector(Snapshot(monitor.report(), baseline, ServiceStatus())))
+    for feature in ("x", "c"):
+        labels = frozenset({("feature", feature)})
+        assert math.isnan(samples[("streamdrift_kl_divergence", labels)])
+        assert samples[("streamdrift_window_samples", labels)] == 0
+        assert samples[("streamdrift_drift_threshold", labels)] == 0.1
+        assert samples[("streamdrift_feature_drifted", labels)] == 0
+        assert samples[("streamdrift_unseen_categories_total", labels)] == 0
+    for reason in ("empty", "oversized", "not_json", "not_object", "bad_timestamp"):
+        assert samples[("streamdrift_invalid_messages_total",
+                        frozenset({("reason", reason)}))] == 0
+    assert samples[("streamdrift_kafka_connected", frozenset())] == 0
+    assert samples[("streamdrift_ready", frozenset())] == 0
+    info = [key for key in samples if key[0] == "streamdrift_baseline_info"]
+    assert dict(info[0][1])["hash"] == baseline.content_hash()
+
+
+def test_gauges_follow_the_report_and_bins_merge_like_the_window():
+    _, baseline, monitor = _monitor()
+    monitor.process_payloads([b'{"x": 0.1, "c": "a"}'] * 30 + [b'{"x": 9, "c": "zz"}'] * 30
+                             + [b"oops"])
+    report = monitor.report()
+    status = ServiceStatus(connected=True, assigned=(("t", 0),), lag={("t", 0): 7})
+    samples = _samples(DriftCollector(Snapshot(report, baseline, status)))
+    x = frozenset({("feature", "x")})
+    assert samples[("streamdrift_kl_divergence", x)] == report.features["x"].kl
+    assert samples[("streamdrift_feature_drifted", x)] == 1
+    assert samples[("streamdrift_out_of_range_total", x)] == 30
+    assert samples[("streamdrift_unseen_categories_total", frozenset({("feature", "c")}))] == 30
+    assert samples[("streamdrift_messages_total", frozenset())] == 61
+    assert samples[("streamdrift_invalid_messages_total",
+                    frozenset({("reason", "not_json")}))] == 1
+    assert samples[("streamdrift_consumer_lag",
+                    frozenset({("topic", "t"), ("partition", "0")}))] == 7
+    assert samples[("streamdrift_ready", frozenset())] == 1
+    bins = [samples[("streamdrift_bin_total", frozenset({("feature", "x"), ("bin", str(i))}))]
+            for i in range(baseline["x"].n_bins)]
+    probabilities = [samples[("streamdrift_baseline_probability",
+                              frozenset({("feature", "x"), ("bin", str(i))}))]
+                     for i in range(baseline["x"].n_bins)]
+    assert bins == list(report.features["x"].window_counts)
+    assert probabilities == baseline["x"].probabilities.tolist()
