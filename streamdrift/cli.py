@@ -45,6 +45,7 @@ from streamdrift.config import (
 from streamdrift.errors import ConfigError, StreamdriftError
 from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor, DriftReport
+from streamdrift.rules import RuleParameters, render_rules
 from streamdrift.sources.file import Dataset, iter_jsonl_payloads, read_dataset
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
 
@@ -135,6 +136,26 @@ def _parser() -> argparse.ArgumentParser:
                          help="partitions of the topic if it has to be created")
     produce.add_argument("--seed", type=int, default=0)
     produce.set_defaults(handler=_produce)
+
+    rules = commands.add_parser(
+        "rules", help="print the Prometheus recording and alerting rules for streamdrift")
+    defaults = RuleParameters()
+    rules.add_argument("--drift-for", default=defaults.drift_for,
+                       help="how long a feature must stay drifted before it alerts")
+    rules.add_argument("--severe-multiple", type=float, default=defaults.severe_multiple,
+                       help="KL above this many thresholds is critical")
+    rules.add_argument("--p-value-alpha", type=float, default=defaults.p_value_alpha,
+                       help="G-test p-value under which the p-value alert fires")
+    rules.add_argument("--fleet-window", default=defaults.fleet_window,
+                       help="window of the fleet-wide KL recording rules")
+    rules.add_argument("--service-for", default=defaults.service_for,
+                       help="hold time of the service alerts (stalled, lagging, ...)")
+    rules.add_argument("--lag-messages", type=int, default=defaults.lag_messages)
+    rules.add_argument("--runbook-base", default=defaults.runbook_base,
+                       help="URL of this README, for the runbook links")
+    rules.add_argument("--job", default=defaults.job, help="the scrape job's name")
+    rules.add_argument("--output", type=Path, help="write here instead of stdout")
+    rules.set_defaults(handler=_rules)
 
     check = commands.add_parser("check", help="validate a config (and its baseline)")
     check.add_argument("--config", required=True, type=Path)
@@ -332,6 +353,26 @@ def _stamp(message: dict[str, Any], config: Config, now_s: float) -> None:
     for key in window.time_field[:-1]:
         target = target.setdefault(key, {})
     target[window.time_field[-1]] = value
+
+
+def _rules(args: argparse.Namespace) -> int:
+    for name in ("drift_for", "fleet_window", "service_for"):
+        value = getattr(args, name)
+        try:
+            parse_duration_s(value)
+        except ValueError:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a duration like 5m "
+                              f"(got {value!r})") from None
+    text = render_rules(RuleParameters(
+        drift_for=args.drift_for, severe_multiple=args.severe_multiple,
+        p_value_alpha=args.p_value_alpha, fleet_window=args.fleet_window,
+        service_for=args.service_for, lag_messages=args.lag_messages,
+        runbook_base=args.runbook_base, job=args.job))
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from streamdrift.baseline import Baseline, load_baseline
 from streamdrift.config import Config
@@ -31,6 +32,7 @@ from streamdrift.server import MetricsServer
 from streamdrift.sources.kafka import KafkaSource, Partition, Record
 
 POLL_TIMEOUT_S = 0.5
+_HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class DriftService:
@@ -61,7 +63,33 @@ class DriftService:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def run(self) -> int:
+        """Serve until SIGTERM or Ctrl+C. The work runs on a thread of its own with the stop
+        signals blocked, and so do the threads it starts (the Kafka client's IO threads, the
+        HTTP server's): a signal then always reaches the main thread, which does nothing but
+        wait, and its handler runs at once even while the work is blocked in a call."""
         self._install_signal_handlers()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["code"] = self._serve()
+            except BaseException as error:  # handed to the main thread, raised there
+                outcome["error"] = error
+
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
+        try:
+            worker = threading.Thread(target=work, name="streamdrift-service")
+            worker.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        while worker.is_alive():
+            worker.join(0.5)
+        if "error" in outcome:
+            raise outcome["error"]
+        code: int = outcome["code"]
+        return code
+
+    def _serve(self) -> int:
         service = self.config.service
         with ExitStack() as stack:
             try:

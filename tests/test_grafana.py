@@ -1,0 +1,294 @@
+"""The Grafana dashboard and provisioning files (deploy/grafana): generated, consistent with
+the Prometheus alerts, and every PromQL expression in them valid."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from streamdrift.rules import RuleParameters, alerting_rules
+from tests.grafana_queries import ALERTS, DASHBOARD, DATASOURCE_UID, grafana_queries
+
+REPO = Path(__file__).resolve().parent.parent
+GRAFANA = REPO / "deploy" / "grafana"
+GENERATOR = GRAFANA / "generate.py"
+GENERATED = [
+    Path("dashboards/streamdrift.json"),
+    Path("provisioning/alerting/streamdrift-alerts.yml"),
+    Path("provisioning/datasources/streamdrift.yml"),
+    Path("provisioning/dashboards/streamdrift.yml"),
+]
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("streamdrift_grafana_generate", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict:
+    return json.loads((REPO / DASHBOARD).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def alerts() -> dict:
+    return yaml.safe_load((REPO / ALERTS).read_text(encoding="utf-8"))
+
+
+def all_panels(panels: list[dict]) -> list[dict]:
+    found = []
+    for panel in panels:
+        found.append(panel)
+        found.extend(all_panels(panel.get("panels", [])))
+    return found
+
+
+def prometheus_alerts() -> list[dict]:
+    return alerting_rules(RuleParameters())
+
+
+# (a) The committed files are the generator's output.
+
+def test_generator_output_matches_committed_files(tmp_path):
+    result = subprocess.run([sys.executable, str(GENERATOR), "--output-dir", str(tmp_path)],
+                            capture_output=True, text=True, cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr
+    for relative in GENERATED:
+        committed = (GRAFANA / relative).read_text(encoding="utf-8")
+        generated = (tmp_path / relative).read_text(encoding="utf-8")
+        assert generated == committed, (
+            f"deploy/grafana/{relative} differs from the generator's output: "
+            "run `python deploy/grafana/generate.py` and commit the result")
+    written = {path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()}
+    assert written == set(GENERATED)
+
+
+def test_generator_is_importable_and_deterministic(tmp_path):
+    generator = load_generator()
+    assert generator.render_all() == generator.render_all()
+    assert generator.dashboard_json() == (GRAFANA / GENERATED[0]).read_text(encoding="utf-8")
+    # Importing it wrote nothing; main() writes where it is told.
+    assert generator.main(["--output-dir", str(tmp_path)]) == 0
+    assert (tmp_path / GENERATED[1]).is_file()
+
+
+# (b) The dashboard.
+
+def test_dashboard_identity(dashboard):
+    assert dashboard["uid"] == "streamdrift"
+    assert dashboard["title"] == "streamdrift: feature drift"
+    assert isinstance(dashboard["schemaVersion"], int)
+    assert dashboard["annotations"]["list"], "the built-in annotation list is missing"
+
+
+def test_every_panel_and_target_uses_the_streamdrift_datasource(dashboard):
+    panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"]
+    assert len(panels) >= 15
+    for panel in panels:
+        where = f"panel {panel.get('title')!r}"
+        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+        assert panel["targets"], f"{where} has no target"
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(set(ref_ids)) == len(ref_ids), where
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+            assert target["expr"].strip(), f"{where} target {target['refId']} has no expr"
+
+
+def test_panel_ids_unique_and_positioned(dashboard):
+    panels = all_panels(dashboard["panels"])
+    ids = [panel["id"] for panel in panels]
+    assert len(set(ids)) == len(ids), ids
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert set(grid) >= {"x", "y", "w", "h"}, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["h"] > 0, panel["title"]
+
+
+def test_template_variables(dashboard):
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert set(variables) >= {"job", "instance", "feature"}
+    assert variables["job"]["query"] == "label_values(up, job)"
+    assert variables["job"]["current"]["value"] == "streamdrift"
+    assert variables["instance"]["query"] == (
+        'label_values(streamdrift_messages_total{job="$job"}, instance)')
+    assert variables["feature"]["query"] == (
+        'label_values(streamdrift_kl_divergence{job="$job"}, feature)')
+    for name in ("instance", "feature"):
+        assert variables[name]["multi"] is True
+        assert variables[name]["includeAll"] is True
+    for variable in variables.values():
+        assert variable["datasource"]["uid"] == DATASOURCE_UID
+
+
+def test_dashboard_covers_the_service_metrics(dashboard):
+    exprs = " ".join(target["expr"] for panel in all_panels(dashboard["panels"])
+                     for target in panel.get("targets", []))
+    for metric in ("streamdrift_kl_divergence", "streamdrift_drift_threshold",
+                   "streamdrift_drift_p_value", "streamdrift_window_samples",
+                   "streamdrift_window_min_samples", "streamdrift_window_messages",
+                   "streamdrift_feature_drifted", "streamdrift_messages_total",
+                   "streamdrift_invalid_messages_total", "streamdrift_consumer_lag",
+                   "streamdrift:kl_divergence:fleet10m", "streamdrift:js_divergence:fleet10m",
+                   "streamdrift_baseline_info", "streamdrift_kafka_connected",
+                   "streamdrift_ready", "up{", "streamdrift_feature_missing_ratio",
+                   "streamdrift_baseline_missing_ratio"):
+        assert metric in exprs, metric
+
+
+# (c) The alert rules.
+
+def test_alert_rules_match_the_prometheus_alerts(alerts):
+    generator = load_generator()
+    assert alerts["apiVersion"] == 1
+    [group] = alerts["groups"]
+    assert group["folder"] == "streamdrift"
+    assert group["interval"] == "1m"
+    rules = {rule["title"]: rule for rule in group["rules"]}
+    expected = {alert["alert"]: alert for alert in prometheus_alerts()}
+    assert len(rules) == len(group["rules"]), "two Grafana rules share a title"
+    assert set(rules) == set(expected)
+    uids = [rule["uid"] for rule in group["rules"]]
+    assert len(set(uids)) == len(uids)
+    for name, alert in expected.items():
+        rule = rules[name]
+        assert rule["uid"] == name.lower()[:40]
+        assert len(rule["uid"]) <= 40
+        assert rule["for"] == alert["for"], name
+        static = {key: value for key, value in alert["labels"].items() if "{{" not in value}
+        assert rule["labels"] == static, name
+        assert rule["noDataState"] == "OK"
+        assert rule["execErrState"] == "Error"
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+        for key, text in alert["annotations"].items():
+            assert rule["annotations"][key] == generator.grafana_template(text), (name, key)
+            assert "$value " not in rule["annotations"][key]
+            assert "$value}" not in rule["annotations"][key]
+        queries = {query["refId"]: query for query in rule["data"]}
+        assert list(queries) == ["A", "B", "C"], name
+        query = queries["A"]
+        assert query["datasourceUid"] == DATASOURCE_UID
+        assert query["model"]["expr"] == alert["expr"], name
+        assert query["model"]["instant"] is True
+        assert query["relativeTimeRange"] == {"from": 600, "to": 0}
+
+
+def test_alert_rule_expressions_are_wired(alerts):
+    for rule in alerts["groups"][0]["rules"]:
+        queries = {query["refId"]: query for query in rule["data"]}
+        assert rule["condition"] in queries, rule["title"]
+        assert rule["condition"] == "C"
+        for ref_id, query in queries.items():
+            assert query["model"]["refId"] == ref_id
+            if query["datasourceUid"] != "__expr__":
+                continue
+            model = query["model"]
+            assert model["datasource"] == {"type": "__expr__", "uid": "__expr__"}
+            if model["type"] == "math":
+                referenced = {part.lstrip("$").rstrip(")") for part in
+                              model["expression"].replace("(", " ").split()
+                              if part.startswith("$")}
+            else:
+                referenced = {model["expression"]}
+            assert referenced, (rule["title"], ref_id)
+            assert referenced <= set(queries) - {ref_id}, (rule["title"], ref_id)
+        # Prometheus semantics: every returned series fires, whatever its value.
+        assert queries["B"]["model"]["type"] == "math"
+        assert queries["B"]["model"]["expression"] == (
+            "is_number($A) || is_nan($A) || is_inf($A)")
+        assert queries["C"]["model"]["type"] == "threshold"
+        assert queries["C"]["model"]["expression"] == "B"
+        assert queries["C"]["model"]["conditions"] == [
+            {"evaluator": {"params": [0.0], "type": "gt"}}]
+
+
+def test_datasource_and_dashboard_provider():
+    datasources = yaml.safe_load((GRAFANA / GENERATED[2]).read_text(encoding="utf-8"))
+    assert datasources["apiVersion"] == 1
+    [datasource] = datasources["datasources"]
+    assert datasource["uid"] == DATASOURCE_UID
+    assert datasource["type"] == "prometheus"
+    assert datasource["access"] == "proxy"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["jsonData"]["timeInterval"] == "15s"
+    providers = yaml.safe_load((GRAFANA / GENERATED[3]).read_text(encoding="utf-8"))
+    assert providers["apiVersion"] == 1
+    [provider] = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/streamdrift"
+
+
+# (d) grafana_queries covers everything and leaves no variable behind.
+
+def test_grafana_queries_cover_every_target_and_rule(dashboard, alerts):
+    queries = grafana_queries(REPO)
+    targets = [(panel, target) for panel in all_panels(dashboard["panels"])
+               for target in panel.get("targets", [])]
+    places = [where for where, _ in queries]
+    for panel, target in targets:
+        assert f"dashboard panel {panel['title']!r} target {target['refId']}" in places
+    for rule in alerts["groups"][0]["rules"]:
+        assert f"alert rule {rule['title']!r} query A" in places
+    assert len(queries) >= len(targets) + len(alerts["groups"][0]["rules"])
+    exprs = [expr for _, expr in queries]
+    for where, expr in queries:
+        assert "$" not in expr, where
+        assert "[[" not in expr, where
+        assert expr.strip(), where
+    for selector in ("up", 'streamdrift_messages_total{job="streamdrift"}',
+                     'streamdrift_kl_divergence{job="streamdrift"}'):
+        assert selector in exprs, selector
+    assert ('sum by (instance) (rate(streamdrift_messages_total{job="streamdrift",'
+            'instance=~".+"}[1m]))') in exprs
+
+
+# (e) Every expression parses, as Prometheus 2.42's promtool sees it.
+
+def promtool() -> str:
+    path = shutil.which("promtool") or ("/usr/bin/promtool"
+                                        if Path("/usr/bin/promtool").exists() else None)
+    assert path is not None, (
+        "promtool (Prometheus 2.x) is required: tests/run installs Debian's prometheus "
+        "package; or put promtool on PATH")
+    return path
+
+
+def check_rules(tmp_path: Path, exprs: list[str]) -> subprocess.CompletedProcess[str]:
+    """promtool has no command to parse an expression: check them as recording rules, one
+    group each, so that an error names the group of the faulty expression."""
+    document = {"groups": [{"name": f"expr_{index}",
+                            "rules": [{"record": f"check:expr_{index}", "expr": expr}]}
+                           for index, expr in enumerate(exprs)]}
+    path = tmp_path / "grafana-exprs.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return subprocess.run([promtool(), "check", "rules", str(path)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_promtool_rejects_a_bad_expression(tmp_path):
+    result = check_rules(tmp_path, ["up", "sum(rate(up[5m])"])
+    assert result.returncode != 0, result.stdout
+
+
+def test_every_grafana_expression_parses(tmp_path):
+    queries = grafana_queries(REPO)
+    result = check_rules(tmp_path, [expr for _, expr in queries])
+    if result.returncode != 0:
+        index = {f"expr_{i}": f"{where}: {expr}" for i, (where, expr) in enumerate(queries)}
+        failing = [text for name, text in index.items()
+                   if f'"{name}"' in result.stdout + result.stderr]
+        pytest.fail("promtool check rules failed:\n" + result.stdout + result.stderr
+                    + "\nexpressions:\n" + "\n".join(failing))
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout, result.stdout
