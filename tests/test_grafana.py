@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from streamdrift.rules import RuleParameters, alerting_rules
+from streamdrift.rules import RuleParameters, alerting_rules, value_conditions
 from tests.grafana_queries import ALERTS, DASHBOARD, DATASOURCE_UID, grafana_queries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,10 +148,35 @@ def test_dashboard_covers_the_service_metrics(dashboard):
         assert metric in exprs, metric
 
 
+def test_dashboard_parses_into_the_sdk_models(dashboard):
+    """The JSON fits grafana-foundation-sdk's Grafana 11.6 models: known panel plugins with
+    typed options, Prometheus targets."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.models import dashboard as dashboard_model
+    from grafana_foundation_sdk.models import prometheus as prometheus_model
+
+    plugins.register_default_plugins()
+    parsed = dashboard_model.Dashboard.from_json(dashboard)
+    assert parsed.uid == "streamdrift"
+    panels = []
+    for panel in parsed.panels or []:
+        if isinstance(panel, dashboard_model.RowPanel):
+            panels.extend(panel.panels)
+        else:
+            panels.append(panel)
+    assert panels
+    for panel in panels:
+        module = f"grafana_foundation_sdk.models.{panel.type_val.replace('-', '')}"
+        assert type(panel.options).__module__ == module, panel.title
+        for query in panel.targets or []:
+            assert isinstance(query, prometheus_model.Dataquery), panel.title
+
+
 # (c) The alert rules.
 
 def test_alert_rules_match_the_prometheus_alerts(alerts):
     generator = load_generator()
+    conditions = value_conditions(RuleParameters())
     assert alerts["apiVersion"] == 1
     [group] = alerts["groups"]
     assert group["folder"] == "streamdrift"
@@ -164,6 +189,7 @@ def test_alert_rules_match_the_prometheus_alerts(alerts):
     assert len(set(uids)) == len(uids)
     for name, alert in expected.items():
         rule = rules[name]
+        condition = conditions[name]
         assert rule["uid"] == name.lower()[:40]
         assert len(rule["uid"]) <= 40
         assert rule["for"] == alert["for"], name
@@ -173,45 +199,63 @@ def test_alert_rules_match_the_prometheus_alerts(alerts):
         assert rule["execErrState"] == "Error"
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
         for key, text in alert["annotations"].items():
-            assert rule["annotations"][key] == generator.grafana_template(text), (name, key)
-            assert "$value " not in rule["annotations"][key]
-            assert "$value}" not in rule["annotations"][key]
+            translated = rule["annotations"][key]
+            assert translated == generator.grafana_template(text), (name, key)
+            assert translated == text.replace("$value", "$values.D.Value"), (name, key)
         queries = {query["refId"]: query for query in rule["data"]}
-        assert list(queries) == ["A", "B", "C"], name
-        query = queries["A"]
-        assert query["datasourceUid"] == DATASOURCE_UID
-        assert query["model"]["expr"] == alert["expr"], name
-        assert query["model"]["instant"] is True
-        assert query["relativeTimeRange"] == {"from": 600, "to": 0}
+        uses_value = any("$value" in text for text in alert["annotations"].values())
+        assert list(queries) == (["A", "B", "C", "D"] if uses_value else ["A", "B", "C"]), name
+        for ref_id in ("A", "D") if uses_value else ("A",):
+            query = queries[ref_id]
+            assert query["datasourceUid"] == DATASOURCE_UID, (name, ref_id)
+            assert query["model"]["datasource"]["uid"] == DATASOURCE_UID, (name, ref_id)
+            assert query["model"]["instant"] is True, (name, ref_id)
+            assert query["relativeTimeRange"] == {"from": 600, "to": 0}, (name, ref_id)
+        # A: the alert's value, which holds exactly where the Prometheus alert does
+        # (tests/test_rules.py); C: its threshold.
+        assert queries["A"]["model"]["expr"] == condition.value, name
+        assert queries["C"]["model"]["conditions"] == [
+            {"evaluator": {"params": [float(condition.threshold)], "type": condition.op}}], name
+        if uses_value:
+            # D carries the Prometheus expression itself, for Prometheus' $value.
+            assert queries["D"]["model"]["expr"] == f"({alert['expr']}) or ({condition.value})"
+
+
+def test_alert_rules_have_no_dollar_where_grafana_expands_env_vars(alerts):
+    """Grafana's file provisioning expands $VAR in uid, title, for, condition and labels
+    (not in annotations nor query models): a template there would be emptied."""
+    for rule in alerts["groups"][0]["rules"]:
+        for key in ("uid", "title", "for", "condition"):
+            assert "$" not in rule[key], (rule["title"], key)
+        for name, value in rule.get("labels", {}).items():
+            assert "$" not in value, (rule["title"], name)
 
 
 def test_alert_rule_expressions_are_wired(alerts):
     for rule in alerts["groups"][0]["rules"]:
         queries = {query["refId"]: query for query in rule["data"]}
-        assert rule["condition"] in queries, rule["title"]
         assert rule["condition"] == "C"
+        assert rule["condition"] in queries, rule["title"]
         for ref_id, query in queries.items():
             assert query["model"]["refId"] == ref_id
             if query["datasourceUid"] != "__expr__":
+                assert query["model"]["expr"].strip(), (rule["title"], ref_id)
                 continue
             model = query["model"]
             assert model["datasource"] == {"type": "__expr__", "uid": "__expr__"}
-            if model["type"] == "math":
-                referenced = {part.lstrip("$").rstrip(")") for part in
-                              model["expression"].replace("(", " ").split()
-                              if part.startswith("$")}
-            else:
-                referenced = {model["expression"]}
-            assert referenced, (rule["title"], ref_id)
-            assert referenced <= set(queries) - {ref_id}, (rule["title"], ref_id)
-        # Prometheus semantics: every returned series fires, whatever its value.
-        assert queries["B"]["model"]["type"] == "math"
-        assert queries["B"]["model"]["expression"] == (
-            "is_number($A) || is_nan($A) || is_inf($A)")
-        assert queries["C"]["model"]["type"] == "threshold"
-        assert queries["C"]["model"]["expression"] == "B"
-        assert queries["C"]["model"]["conditions"] == [
-            {"evaluator": {"params": [0.0], "type": "gt"}}]
+            assert model["expression"] in queries, (rule["title"], ref_id)
+            assert model["expression"] != ref_id, (rule["title"], ref_id)
+        reduce, threshold = queries["B"]["model"], queries["C"]["model"]
+        assert reduce["type"] == "reduce"
+        assert reduce["expression"] == "A"
+        assert reduce["reducer"] == "last"
+        # Grafana reads a NaN condition as firing: drop NaN as PromQL comparisons do.
+        assert reduce["settings"] == {"mode": "dropNN"}
+        assert threshold["type"] == "threshold"
+        assert threshold["expression"] == "B"
+        [evaluator] = [condition["evaluator"] for condition in threshold["conditions"]]
+        assert evaluator["type"] in ("gt", "lt")
+        assert len(evaluator["params"]) == 1
 
 
 def test_datasource_and_dashboard_provider():
@@ -241,6 +285,9 @@ def test_grafana_queries_cover_every_target_and_rule(dashboard, alerts):
         assert f"dashboard panel {panel['title']!r} target {target['refId']}" in places
     for rule in alerts["groups"][0]["rules"]:
         assert f"alert rule {rule['title']!r} query A" in places
+        for query in rule["data"]:
+            if query["datasourceUid"] != "__expr__":
+                assert f"alert rule {rule['title']!r} query {query['refId']}" in places
     assert len(queries) >= len(targets) + len(alerts["groups"][0]["rules"])
     exprs = [expr for _, expr in queries]
     for where, expr in queries:

@@ -13,12 +13,16 @@ it rewrites, under ``deploy/grafana/``:
 ``tests/test_grafana.py`` regenerates everything into a temporary directory and fails when
 the committed files differ, so edit this script rather than the files.
 
-Alert rules, Prometheus to Grafana: the query A is the Prometheus expression, unchanged; B is
-``is_number($A) || is_nan($A) || is_inf($A)`` and the condition C is ``B > 0``. That is how
-Grafana's own converter (pkg/services/ngalert/prom) keeps Prometheus' semantics, where every
-series the expression returns fires, whatever its value: ``up == 0`` returns 0, and a plain
-``last(A) > 0`` would never fire on it. In annotations ``$value`` becomes ``$values.A.Value``,
-because Grafana's ``$value`` is a text listing every query and expression, not a number.
+Alert rules, Prometheus to Grafana, from ``streamdrift.rules.value_conditions``: each alert
+as a value that exists whether or not the alert holds, and a threshold that the value
+crosses exactly where the Prometheus expression returns a series (tests/test_rules.py checks
+that with promtool). A is that value (an instant query), B its last value with NaN and
+infinities dropped (Grafana reads a NaN condition as firing, PromQL compares NaN as false),
+C the threshold and the rule's condition. Every query returns data while streamdrift is
+scraped, so the rule shows its value in Grafana and is Normal, not NoData, when it does not
+fire. Annotations that print ``$value`` get a query D, ``(<Prometheus expression>) or
+(<value>)``, and ``$values.D.Value``: Grafana's ``$value`` is a text listing every query
+and expression, not a number.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from grafana_foundation_sdk.builders import alerting as alerting_builder
@@ -38,13 +42,20 @@ from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.builders import expr as expr_builder
 from grafana_foundation_sdk.builders import prometheus as prometheus_builder
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as alerting_model
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
-from streamdrift.rules import RuleParameters, alerting_rules, recording_names
+from streamdrift.rules import (
+    RuleParameters,
+    ValueCondition,
+    alerting_rules,
+    recording_names,
+    value_conditions,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,8 +77,8 @@ PROVIDER_FILE = Path("provisioning/dashboards/streamdrift.yml")
 DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 EXPRESSIONS = dashboard_model.DataSourceRef(type_val="__expr__", uid="__expr__")
 
-# Alert rules: query, Prometheus-style "any series fires" test, condition.
-QUERY_REF, ANY_SERIES_REF, CONDITION_REF = "A", "B", "C"
+# Alert rules: value, its last value, threshold (the condition), Prometheus' $value.
+VALUE_REF, REDUCE_REF, CONDITION_REF, PROMETHEUS_VALUE_REF = "A", "B", "C", "D"
 ALERT_QUERY_RANGE_S = 600
 
 # Label matchers of the template variables.
@@ -553,15 +564,29 @@ def dashboard_json(params: RuleParameters | None = None) -> str:
 def grafana_template(text: str) -> str:
     """A Prometheus alert template as Grafana expects it.
 
-    Grafana's ``$value`` is a text that lists every query and expression of the rule, so
-    ``{{ $value | printf "%.3f" }}`` would print an error; the value of the query's series,
-    which is what Prometheus' ``$value`` holds, is ``$values.A.Value``. ``$labels`` is the
-    same in both.
+    Grafana's ``$value`` is a text that lists every query and expression of the rule, which
+    ``printf "%.3f"`` or ``humanizePercentage`` cannot format. Prometheus' ``$value``, the
+    value of the alert expression's series, is query D's: ``$values.D.Value``. ``$labels``
+    is the same in both.
 
     >>> grafana_template('{{ $value | humanizePercentage }} of {{ $labels.feature }}')
-    '{{ $values.A.Value | humanizePercentage }} of {{ $labels.feature }}'
+    '{{ $values.D.Value | humanizePercentage }} of {{ $labels.feature }}'
     """
-    return re.sub(r"\$value\b", f"$values.{QUERY_REF}.Value", text)
+    return re.sub(r"\$value\b", f"$values.{PROMETHEUS_VALUE_REF}.Value", text)
+
+
+def uses_value(annotations: dict[str, str]) -> bool:
+    return any(re.search(r"\$value\b", text) for text in annotations.values())
+
+
+def prometheus_value(rule: dict[str, Any], condition: ValueCondition) -> str:
+    """Prometheus' ``$value`` where the alert fires, the condition's value elsewhere.
+
+    Always returns data (a Grafana rule whose query returns none is NoData as a whole), and
+    ``or`` matches series on their labels without the metric name, so a series of the
+    alert takes the place of the condition's series with the same labels.
+    """
+    return f"({rule['expr']}) or ({condition.value})"
 
 
 def static_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -573,37 +598,51 @@ def rule_uid(alert: str) -> str:
     return alert.lower()[:40]
 
 
-def alert_rule(rule: dict[str, Any]) -> alerting_builder.Rule:
-    query = (alerting_builder.Query(QUERY_REF)
-             .datasource_uid(DATASOURCE_UID)
-             .relative_time_range(alerting_model.RelativeTimeRange(
-                 from_val=ALERT_QUERY_RANGE_S, to=0))
-             .model(prometheus_builder.Dataquery()
-                    .ref_id(QUERY_REF)
-                    .expr(rule["expr"])
-                    .datasource(DATASOURCE)
-                    .editor_mode(prometheus_model.QueryEditorMode.CODE)
-                    .instant()))
-    any_series = (alerting_builder.Query(ANY_SERIES_REF)
-                  .datasource_uid("__expr__")
-                  .model(expr_builder.TypeMath()
-                         .ref_id(ANY_SERIES_REF)
-                         .datasource(EXPRESSIONS)
-                         .expression(f"is_number(${QUERY_REF}) || is_nan(${QUERY_REF})"
-                                     f" || is_inf(${QUERY_REF})")))
-    condition = (alerting_builder.Query(CONDITION_REF)
+def instant_query(ref_id: str, expr: str) -> alerting_builder.Query:
+    return (alerting_builder.Query(ref_id)
+            .datasource_uid(DATASOURCE_UID)
+            .relative_time_range(alerting_model.RelativeTimeRange(
+                from_val=ALERT_QUERY_RANGE_S, to=0))
+            .model(prometheus_builder.Dataquery()
+                   .ref_id(ref_id)
+                   .expr(expr)
+                   .datasource(DATASOURCE)
+                   .editor_mode(prometheus_model.QueryEditorMode.CODE)
+                   .instant()))
+
+
+def alert_rule(rule: dict[str, Any], condition: ValueCondition) -> alerting_builder.Rule:
+    """The Grafana-managed form of a Prometheus alert: A the alert's value, always there;
+    B its last value, NaN and infinities dropped; C the threshold, the rule's condition;
+    D, when the annotations print ``$value``, the value Prometheus would print."""
+    reduce = (alerting_builder.Query(REDUCE_REF)
+              .datasource_uid("__expr__")
+              .model(expr_builder.TypeReduce()
+                     .ref_id(REDUCE_REF)
+                     .datasource(EXPRESSIONS)
+                     .expression(VALUE_REF)
+                     .reducer("last")
+                     # Grafana reads a NaN condition as firing; PromQL comparisons with NaN
+                     # are false. Dropping NaN keeps the Prometheus meaning.
+                     .settings(expr_builder.ExprTypeReduceSettings().mode("dropNN"))))
+    threshold = (alerting_builder.Query(CONDITION_REF)
                  .datasource_uid("__expr__")
                  .model(expr_builder.TypeThreshold()
                         .ref_id(CONDITION_REF)
                         .datasource(EXPRESSIONS)
-                        .expression(ANY_SERIES_REF)
+                        .expression(REDUCE_REF)
                         .conditions([expr_builder.ExprTypeThresholdConditions()
-                                    .evaluator(expr_builder.ExprTypeThresholdConditionsEvaluator()
-                                               .type("gt").params([0.0]))])))
+                                     .evaluator(expr_builder.ExprTypeThresholdConditionsEvaluator()
+                                                .type(_evaluator(condition.op))
+                                                .params([float(condition.threshold)]))])))
+    queries: list[Builder[alerting_model.Query]] = [
+        instant_query(VALUE_REF, condition.value), reduce, threshold]
+    if uses_value(rule["annotations"]):
+        queries.append(instant_query(PROMETHEUS_VALUE_REF, prometheus_value(rule, condition)))
     return (alerting_builder.Rule(rule["alert"])
             .uid(rule_uid(rule["alert"]))
             .condition(CONDITION_REF)
-            .queries([query, any_series, condition])
+            .queries(queries)
             .for_val(rule["for"])
             .labels(static_labels(rule["labels"]))
             .annotations({key: grafana_template(value)
@@ -611,6 +650,14 @@ def alert_rule(rule: dict[str, Any]) -> alerting_builder.Rule:
             .no_data_state("OK")
             .exec_err_state("Error")
             .is_paused(False))
+
+
+def _evaluator(op: str) -> Literal["gt", "lt"]:
+    if op == "gt":
+        return "gt"
+    if op == "lt":
+        return "lt"
+    raise ValueError(f"unsupported threshold operator {op!r}")
 
 
 # The file-provisioning format orders a rule's keys like Grafana's own export.
@@ -634,7 +681,14 @@ def provisioning_rule(rule: alerting_model.Rule) -> dict[str, Any]:
 
 def alert_rules_document(params: RuleParameters | None = None) -> dict[str, Any]:
     params = params or RuleParameters()
-    rules = [provisioning_rule(alert_rule(rule).build()) for rule in alerting_rules(params)]
+    conditions = value_conditions(params)
+    alerts = alerting_rules(params)
+    missing = {rule["alert"] for rule in alerts} - set(conditions)
+    if missing:
+        raise ValueError(f"no Grafana value condition for {sorted(missing)}: add them to "
+                         "streamdrift.rules.value_conditions")
+    rules = [provisioning_rule(alert_rule(rule, conditions[rule["alert"]]).build())
+             for rule in alerts]
     return {"apiVersion": 1, "groups": [{
         "orgId": 1,
         "name": ALERT_GROUP,
@@ -654,8 +708,9 @@ def alert_rules_yaml(params: RuleParameters | None = None) -> str:
               "# Grafana-managed alert rules equivalent to the Prometheus alerts of\n"
               "# deploy/prometheus/streamdrift-rules.yml (streamdrift.rules.alerting_rules).\n"
               "# Use these OR the Prometheus rules with Alertmanager, not both, or every\n"
-              "# alert is sent twice. A: the Prometheus expression, as is; B, C: fire for\n"
-              "# every series A returns, whatever its value, as Prometheus does.\n")
+              "# alert is sent twice. A: the alert's value (streamdrift.rules.value_conditions),\n"
+              "# B: its last value without NaN, C: the threshold; D: Prometheus' $value for\n"
+              "# the annotations.\n")
     return _yaml(alert_rules_document(params), header)
 
 

@@ -159,7 +159,8 @@ def _query(prometheus: str, expr: str) -> dict[str, Any]:
     status, body = http_get(f"{prometheus}/api/v1/query?"
                             + urllib.parse.urlencode({"query": expr}))
     document: dict[str, Any] = json.loads(body)
-    assert status == 200 and document["status"] == "success", (expr, body[:500])
+    assert status == 200, (expr, body[:500])
+    assert document["status"] == "success", (expr, body[:500])
     return document
 
 
@@ -184,8 +185,8 @@ def test_drift_in_one_feature_fires_its_alert_end_to_end(stack: dict[str, Any],
     service.wait_until(lambda: service.value("streamdrift_window_messages") == 2000, 60,
                        what="a full window of undrifted traffic")
     # Prometheus scrapes its first target a few seconds after it starts: wait for it.
-    wait_until(lambda: [r for r in _query(prometheus, 'up{job="streamdrift"} == 1')["data"]
-                        ["result"]], 60, interval_s=0.5, what="Prometheus' first scrape")
+    wait_until(lambda: list(_query(prometheus, 'up{job="streamdrift"} == 1')["data"]
+                        ["result"]), 60, interval_s=0.5, what="Prometheus' first scrape")
     wait_until(lambda: _query(prometheus, "streamdrift_window_samples")["data"]["result"],
                30, what="streamdrift's series in Prometheus")
     assert not [a for a in _alerts(prometheus) if a["labels"].get("feature") != "all"]
