@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,9 @@ class FeatureBaseline:
         """
         if self.type == "numeric":
             return np.searchsorted(self.edges, column.values, side="right").astype(np.int64)
-        lookup = self._category_index.get
-        other = self.other_bin
-        return np.fromiter((lookup(value, other) for value in column.values),
-                           dtype=np.int64, count=len(column))
+        count = len(column)
+        return np.fromiter(map(self._category_index.get, column.values,
+                               repeat(self.other_bin, count)), dtype=np.int64, count=count)
 
     def out_of_range(self, column: FeatureColumn) -> int:
         """Usable numeric values outside the reference's [minimum, maximum]."""

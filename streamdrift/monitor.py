@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from streamdrift.baseline import Baseline, check_baseline_fits
 from streamdrift.config import Config, FeatureSpec, TimeUnit, format_duration
-from streamdrift.decoding import REJECT_BAD_TIMESTAMP, MessageDecoder
+from streamdrift.decoding import REJECT_BAD_TIMESTAMP
 from streamdrift.detectors import ChangeDetector, make_detector
 from streamdrift.divergence import Divergences, IncrementalKL, divergences
 from streamdrift.features import (
@@ -33,6 +33,7 @@ from streamdrift.features import (
     numeric_column,
     raw_values,
 )
+from streamdrift.schema import MessageSchema
 from streamdrift.sketch import SlotLayout, WindowedHistogram
 
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
@@ -154,7 +155,8 @@ class DriftMonitor:
         self.histogram.window_listeners.append(self.kl.on_change)
         self.histogram.pane_listeners.append(self._on_pane_closed)
 
-        self.decoder = MessageDecoder(config.input.max_message_bytes)
+        self.schema = MessageSchema(config.features, config.input.max_message_bytes,
+                                    config.window.time_field if window.is_event_time else None)
         self._detectors: list[ChangeDetector | None] = [
             make_detector(config.detector) for _ in self.specs]
         n_features = len(self.specs)
@@ -185,18 +187,42 @@ class DriftMonitor:
         Returns the rejected payloads as (index in ``payloads``, reason), e.g. for a
         dead-letter topic; they are already counted.
         """
-        decoded = self.decoder.decode(payloads)
+        decoded = self.schema.decode(payloads)
         rejections = decoded.rejections
+        rows = len(decoded.positions)
         if self._counting:
-            self.messages += len(rejections)
+            self.messages += len(rejections) + rows
             self.rejected.update(reason for _, reason in rejections)
-        timestamps = None
-        if record_timestamps_s is not None:
+        if rows == 0:
+            return rejections
+        columns = decoded.columns
+        if self._pane_duration_s is None:
+            assert self._pane_length is not None
+            ordinals = self.accepted + np.arange(rows, dtype=np.int64)
+            self._count(columns, ordinals // self._pane_length)
+            return rejections
+        if decoded.event_times is not None:
+            timestamps, usable = event_times_s(decoded.event_times,
+                                               self.config.window.time_unit)
+        elif record_timestamps_s is not None:
             timestamps = np.asarray(record_timestamps_s, dtype=np.float64)[decoded.positions]
-        late_rejections = self.process_messages(decoded.objects, timestamps)
-        if late_rejections:
-            rejections = sorted(rejections + [(decoded.positions[index], reason)
-                                              for index, reason in late_rejections])
+            usable = np.isfinite(timestamps)
+        else:
+            raise ValueError("an event-time window needs window.time_field or record "
+                             "timestamps")
+        if not usable.all():
+            late = [(decoded.positions[int(i)], REJECT_BAD_TIMESTAMP)
+                    for i in np.flatnonzero(~usable)]
+            if self._counting:
+                self.rejected[REJECT_BAD_TIMESTAMP] += len(late)
+            rejections = sorted(rejections + late)
+            kept = np.flatnonzero(usable)
+            columns = [FeatureColumn(column.values[kept], column.status[kept])
+                       for column in columns]
+            timestamps = timestamps[kept]
+            if len(kept) == 0:
+                return rejections
+        self._count(columns, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
         return rejections
 
     def refill(self, payloads: Sequence[bytes | None],

@@ -1,0 +1,87 @@
+"""The typed fast path gives exactly what the general path gives, message for message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamdrift.config import FeatureSpec
+from streamdrift.decoding import MessageDecoder
+from streamdrift.features import extract_features, raw_values
+from streamdrift.monitor import event_times_s
+from streamdrift.schema import MessageSchema
+
+SPECS = [
+    FeatureSpec("amount", ("order", "amount"), "numeric"),
+    FeatureSpec("items", ("order", "items"), "numeric"),
+    FeatureSpec("age", ("age",), "numeric"),
+    FeatureSpec("tier", ("tier",), "categorical"),
+    FeatureSpec("country", ("customer", "address", "country"), "categorical"),
+]
+TIME = ("meta", "ts")
+
+any_value = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**20, 10**20), st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+    st.sampled_from(["gold", "3", "silver"]), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["object"] * 8 + ["array", "garbage", "empty"]))
+    if kind == "empty":
+        return b""
+    if kind == "garbage":
+        return b"{not json"
+    if kind == "array":
+        return b"[1, 2]"
+    message: dict[str, object] = {"noise": draw(any_value)}
+    for path in [spec.path for spec in SPECS] + [TIME]:
+        if draw(st.booleans()):
+            target = message
+            for key in path[:-1]:
+                if draw(st.integers(0, 9)) == 0:  # sometimes not an object on the way
+                    target[key] = draw(any_value)
+                    break
+                child = target.get(key)
+                if not isinstance(child, dict):
+                    child = {}
+                    target[key] = child
+                target = child
+            else:
+                target[path[-1]] = draw(any_value)
+    # json.dumps writes NaN and Infinity literals, as Python producers do.
+    return json.dumps(message).encode()
+
+
+def _same(left: np.ndarray, right: np.ndarray) -> bool:
+    if left.dtype == object:
+        return left.tolist() == right.tolist()
+    return bool(np.array_equal(left, right))
+
+
+@given(st.lists(payloads(), max_size=30))
+def test_fast_path_equals_general_path(batch: list[bytes]) -> None:
+    schema = MessageSchema(SPECS, max_bytes=10_000, time_field=TIME)
+    fast = schema.decode(batch)
+    general = MessageDecoder(10_000).decode(batch)
+    assert fast.rejections == general.rejections
+    assert fast.positions == general.positions
+    for fast_column, general_column in zip(fast.columns,
+                                           extract_features(general.objects, SPECS),
+                                           strict=True):
+        np.testing.assert_array_equal(fast_column.status, general_column.status)
+        usable = general_column.status == 0
+        assert _same(fast_column.values[usable], general_column.values[usable])
+    assert fast.event_times is not None
+    general_times = raw_values(general.objects, TIME)
+    for unit in ("s", "ms", "iso"):
+        fast_times, fast_usable = event_times_s(fast.event_times, unit)
+        want_times, want_usable = event_times_s(general_times, unit)
+        np.testing.assert_array_equal(fast_usable, want_usable)
+        np.testing.assert_array_equal(fast_times[want_usable], want_times[want_usable])
