@@ -34,6 +34,7 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
     "STREAMDRIFT_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
     "STREAMDRIFT_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
     "STREAMDRIFT_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "STREAMDRIFT_KAFKA_CLIENT": ("kafka", "client"),
     "STREAMDRIFT_METRICS_PORT": ("metrics", "port"),
     "STREAMDRIFT_METRICS_BIND_ADDRESS": ("metrics", "bind_address"),
     "STREAMDRIFT_BASELINE_PATH": ("baseline", "path"),
@@ -87,6 +88,7 @@ class KafkaConfig:
     dead_letter_topic: str | None = None
     connect_timeout_s: float = 5.0
     session_timeout_s: float = 10.0
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,8 @@ def _parse_kafka(
         connect_timeout_s=section.number("connect_timeout_s", defaults.connect_timeout_s, 0.0,
                                          low_inclusive=False),
         session_timeout_s=section.number("session_timeout_s", defaults.session_timeout_s, 1.0),
+        client=cast(Literal["kafka-python", "confluent"], section.choice(
+            "client", defaults.client, ("kafka-python", "confluent"))),
     )
     section.reject_unknown()
     return kafka

@@ -29,7 +29,8 @@ from streamdrift.eventlog import EventLog
 from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_registry
 from streamdrift.monitor import DriftMonitor, DriftReport
 from streamdrift.server import MetricsServer
-from streamdrift.sources.kafka import KafkaSource, Partition, Record
+from streamdrift.sources import Source, make_source
+from streamdrift.sources.records import Partition, Record
 
 POLL_TIMEOUT_S = 0.5
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -49,7 +50,7 @@ class DriftService:
         self.collector = DriftCollector(Snapshot(self.monitor.report(), baseline, self.status))
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
-        self.source: KafkaSource | None = None
+        self.source: Source | None = None
         # Offsets (of the next message) counted but not yet committed, per partition.
         self._pending: dict[Partition, int] = {}
         # Partitions whose recent messages the window holds (refilled or consumed).
@@ -105,7 +106,7 @@ class DriftService:
             stack.callback(server.close)
             self.log("started", metrics_port=server.port, window=self.config.window.describe(),
                      features=len(self.config.features), pid=os.getpid())
-            source = KafkaSource(self.config.kafka, self.log, self._on_assigned,
+            source = make_source(self.config.kafka, self.log, self._on_assigned,
                                  self._on_revoked)
             self.source = source
             stack.callback(self._shutdown, source)
@@ -149,7 +150,7 @@ class DriftService:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hangup)
 
-    def _shutdown(self, source: KafkaSource) -> None:
+    def _shutdown(self, source: Source) -> None:
         committed = source.commit(self._pending) if self._pending else True
         if committed:
             self._pending.clear()
@@ -282,7 +283,7 @@ class DriftService:
 
     # ---- status and publishing ---------------------------------------------------------
 
-    def _probe(self, source: KafkaSource) -> None:
+    def _probe(self, source: Source) -> None:
         lag = source.probe_lag()
         if lag is None:
             if self.status.connected:

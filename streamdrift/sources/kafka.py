@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,20 +22,11 @@ from kafka.structs import OffsetAndMetadata
 
 from streamdrift.config import KafkaConfig
 from streamdrift.eventlog import EventLog
-
-Partition = tuple[str, int]
-PartitionsListener = Callable[[list[Partition]], None]
+from streamdrift.sources.records import Partition as Partition  # re-exported
+from streamdrift.sources.records import PartitionsListener as PartitionsListener
+from streamdrift.sources.records import Record as Record
 
 DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    value: bytes | None
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
