@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ class FeatureBaseline:
         [0, 1, 1, 2, 2]
         """
         if self.type == "numeric":
-            return np.searchsorted(self.edges, column.values, side="right").astype(np.int64)
+            return np.searchsorted(self.edges, column.values, side="right").astype(
+                np.int64, copy=False)
         count = len(column)
         return np.fromiter(map(self._category_index.get, column.values,
                                repeat(self.other_bin, count)), dtype=np.int64, count=count)
@@ -102,8 +104,9 @@ class FeatureBaseline:
         """Usable numeric values outside the reference's [minimum, maximum]."""
         if self.type != "numeric" or self.minimum is None or self.maximum is None:
             return 0
-        values = column.values[column.status == STATUS_OK]
-        return int(np.count_nonzero((values < self.minimum) | (values > self.maximum)))
+        outside = (column.values < self.minimum) | (column.values > self.maximum)
+        # Unusable values hold a placeholder 0.0, which must not count.
+        return int(np.count_nonzero(outside & (column.status == STATUS_OK)))
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {"type": self.type}
@@ -140,11 +143,16 @@ class Baseline:
             "features": {name: feature.to_json() for name, feature in self.features.items()},
         }
 
-    def content_hash(self) -> str:
-        """A short hash of what determines the divergences (bins and probabilities)."""
+    @cached_property
+    def _hash(self) -> str:
         canonical = json.dumps(self.to_json()["features"], sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def content_hash(self) -> str:
+        """A short hash of what determines the divergences (bins and probabilities); computed
+        once, since the baseline never changes."""
+        return self._hash
 
     def __getitem__(self, name: str) -> FeatureBaseline:
         return self.features[name]

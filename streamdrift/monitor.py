@@ -283,23 +283,28 @@ class DriftMonitor:
         """Bin every column and add the batch to the window and the running totals."""
         rows = len(pane_ids)
         self.accepted += rows
-        slots = np.empty((rows, len(self.specs)), dtype=np.int64)
+        # Features by messages, so that each feature's row is written contiguously.
+        slots = np.empty((len(self.specs), rows), dtype=np.int64)
+        offsets = self.layout.offsets.tolist()
+        counting = self._counting
         for index, (feature, column) in enumerate(
                 zip(self._feature_baselines, columns, strict=True)):
-            local = feature.bin(column)
+            row = slots[index]
+            row[:] = feature.bin(column)
+            row += offsets[index]
             status = column.status
-            # Unusable values go to the feature's missing or invalid slot, never to a bin.
-            local = np.where(status == STATUS_OK, local,
-                             np.where(status == STATUS_MISSING, feature.n_bins,
-                                      feature.n_bins + 1))
-            slots[:, index] = self.layout.offsets[index] + local
-            if self._counting:
-                self._invalid_values[index] += np.bincount(status,
-                                                           minlength=STATUS_NON_FINITE + 1)
+            if status.any():
+                # Unusable values go to the feature's missing or invalid slot, never to a bin.
+                row[status == STATUS_MISSING] = offsets[index] + feature.n_bins
+                row[status > STATUS_MISSING] = offsets[index] + feature.n_bins + 1
+                if counting:
+                    self._invalid_values[index] += np.bincount(
+                        status, minlength=STATUS_NON_FINITE + 1)
+            if counting and feature.type == "numeric":
                 self._out_of_range[index] += feature.out_of_range(column)
-        if self._counting:
+        if counting:
             self._slot_totals += np.bincount(slots.ravel(), minlength=self.layout.n_slots)
-        self.histogram.update(pane_ids, slots)
+        self.histogram.update(pane_ids, slots.T)
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count messages refused before decoding (e.g. by the source)."""

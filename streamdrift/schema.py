@@ -71,8 +71,10 @@ class MessageSchema:
                              if spec.type == "categorical"]
         numeric_paths = [self._names[self.specs[i].path] for i in self._numeric]
         self._numeric_row = attrgetter(*numeric_paths) if numeric_paths else None
-        self._category_getters = [attrgetter(self._names[self.specs[i].path])
-                                  for i in self._categorical]
+        category_paths = [self._names[self.specs[i].path] for i in self._categorical]
+        # The first path twice, so that one feature still gives a tuple per message.
+        self._category_row = (attrgetter(*category_paths, category_paths[0])
+                              if category_paths else None)
         self._time_getter = (attrgetter(self._names[time_field])
                              if time_field is not None else None)
 
@@ -145,14 +147,18 @@ class MessageSchema:
             for column_index, spec_index in enumerate(self._numeric):
                 columns[spec_index] = FeatureColumn(matrix[:, column_index],
                                                     status[:, column_index])
-        for getter, spec_index in zip(self._category_getters, self._categorical, strict=True):
-            values = list(map(getter, messages))
-            if set(map(type, values)) == {str}:  # the common case, checked in C
-                array = np.empty(count, dtype=object)
-                array[:] = values
-                columns[spec_index] = FeatureColumn(array, np.zeros(count, dtype=np.int8))
-            else:
-                columns[spec_index] = categorical_column(values)
+        if self._category_row is not None and count:
+            transposed = list(zip(*map(self._category_row, messages), strict=True))
+            for values, spec_index in zip(transposed, self._categorical, strict=False):
+                if set(map(type, values)) == {str}:  # the common case, checked in C
+                    array = np.empty(count, dtype=object)
+                    array[:] = values
+                    columns[spec_index] = FeatureColumn(array, np.zeros(count, dtype=np.int8))
+                else:
+                    columns[spec_index] = categorical_column(values)
+        elif self._category_row is not None:
+            for spec_index in self._categorical:
+                columns[spec_index] = categorical_column([])
         return [column for column in columns if column is not None]
 
     def _merge_fallback(
