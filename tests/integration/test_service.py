@@ -49,13 +49,22 @@ def _deep(extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """``kafka.client`` of the service under test: a test taking it runs with each client."""
+    client: str = request.param
+    return client
+
+
 def _setup(tmp_path: Path, bootstrap: str, topic: str, window_size: int | str = 20_000,
            panes: int = 10, extra: dict[str, Any] | None = None,
-           group: str = "streamdrift") -> tuple[Path, int]:
+           group: str = "streamdrift", client: str = "kafka-python") -> tuple[Path, int]:
     port = free_port()
     baseline = tmp_path / "baseline.json"
+    document = _deep(extra or {})
+    document.setdefault("kafka", {})["client"] = client
     config = write_service_config(tmp_path, bootstrap, topic, f"{group}-{topic}", baseline,
-                                  port, window_size, panes, _deep(extra or {}),
+                                  port, window_size, panes, document,
                                   filename=f"{group}.yaml")
     if not baseline.exists():
         build_demo_baseline(config, baseline)
@@ -90,9 +99,9 @@ def _gauges(service: ServiceProcess) -> dict[str, dict[str, float]]:
 
 def test_gauges_equal_replay_of_the_same_messages(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     topic = topic_factory(partitions=3)
-    config, port = _setup(tmp_path, bootstrap, topic, window_size=10_000)
+    config, port = _setup(tmp_path, bootstrap, topic, window_size=10_000, client=kafka_client)
     payloads = _messages(config, 8000, drifted=("age", "device"), drift_from=4000)
     produce(bootstrap, topic, payloads)
     service = service_factory(config, port)
@@ -136,11 +145,12 @@ def test_gauges_equal_replay_of_the_same_messages(
 
 def test_malformed_messages_are_counted_by_reason_and_dead_lettered(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     topic = topic_factory(partitions=3)
     dead_letters = topic_factory(partitions=1, prefix="sd-dlq")
     config, port = _setup(tmp_path, bootstrap, topic, window_size=10_000, extra={
-        "kafka": {"dead_letter_topic": dead_letters}, "input": {"max_message_bytes": 4096}})
+        "kafka": {"dead_letter_topic": dead_letters}, "input": {"max_message_bytes": 4096}},
+        client=kafka_client)
     good = _messages(config, 100_000)
     bad = ([b"{not json"] * 400 + [b"[1, 2, 3]", b'"text"', b"42"] * 100 + [b""] * 200
            + [b'{"pad": "' + b"x" * 5000 + b'"}'] * 100)
@@ -174,10 +184,10 @@ def test_malformed_messages_are_counted_by_reason_and_dead_lettered(
 
 def test_kill_9_then_restart_loses_nothing_and_matches_an_uninterrupted_run(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     topic = topic_factory(partitions=3)
     config, port = _setup(tmp_path, bootstrap, topic, window_size=20_000,
-                          extra={"kafka": {"max_poll_records": 200}})
+                          extra={"kafka": {"max_poll_records": 200}}, client=kafka_client)
     payloads = _messages(config, 12_000, drifted=("plan",), drift_from=6000)
     def send() -> None:
         for start in range(0, len(payloads), 500):
@@ -206,7 +216,7 @@ def test_kill_9_then_restart_loses_nothing_and_matches_an_uninterrupted_run(
     assert refilled + _messages_total(service) == 12_000
 
     fresh_config, fresh_port = _setup(tmp_path, bootstrap, topic, window_size=20_000,
-                                      group="uninterrupted")
+                                      group="uninterrupted", client=kafka_client)
     reference = service_factory(fresh_config, fresh_port)
     reference.wait_until(lambda: reference.value("streamdrift_window_messages") == 12_000,
                          90, what="the uninterrupted run to read the stream")
@@ -220,9 +230,9 @@ def test_kill_9_then_restart_loses_nothing_and_matches_an_uninterrupted_run(
 
 def test_sigterm_commits_and_a_restart_counts_nothing_twice(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     topic = topic_factory(partitions=3)
-    config, port = _setup(tmp_path, bootstrap, topic, window_size=10_000)
+    config, port = _setup(tmp_path, bootstrap, topic, window_size=10_000, client=kafka_client)
     produce(bootstrap, topic, _messages(config, 3000))
     service = service_factory(config, port)
     _wait_counted(service, 3000)
@@ -250,10 +260,11 @@ def test_sigterm_commits_and_a_restart_counts_nothing_twice(
 
 def test_a_new_baseline_is_taken_on_sighup_and_a_bad_one_refused(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     topic = topic_factory(partitions=2)
     config, port = _setup(tmp_path, bootstrap, topic, window_size=5000,
-                          extra={"service": {"baseline_watch_interval_s": 0}})
+                          extra={"service": {"baseline_watch_interval_s": 0}},
+                          client=kafka_client)
     produce(bootstrap, topic, _messages(config, 4000))
     service = service_factory(config, port)
     service.wait_until(lambda: service.value("streamdrift_window_messages") == 4000, 60,
@@ -292,7 +303,7 @@ def test_a_new_baseline_is_taken_on_sighup_and_a_bad_one_refused(
 
 
 def test_broker_outage_keeps_the_service_up_and_shows_in_probes(
-        tmp_path: Path, service_factory: ServiceFactory) -> None:
+        tmp_path: Path, service_factory: ServiceFactory, kafka_client: str) -> None:
     # Its own broker: stopping the shared one would disturb the other tests.
     kafka_port = free_port()
     environment = {**os.environ, "KAFKA_PORT": str(kafka_port),
@@ -309,7 +320,8 @@ def test_broker_outage_keeps_the_service_up_and_shows_in_probes(
     try:
         bootstrap = f"127.0.0.1:{kafka_port}"
         topic = "outage"
-        config, port = _setup(tmp_path, bootstrap, topic, window_size=5000)
+        config, port = _setup(tmp_path, bootstrap, topic, window_size=5000,
+                              client=kafka_client)
         produce(bootstrap, topic, _messages(config, 1000))
         service = service_factory(config, port)
         service.wait_ready(60)
@@ -379,11 +391,12 @@ def test_demo_kafka_runs_the_whole_loop(bootstrap: str) -> None:
 
 def test_a_topic_pattern_and_a_changed_baseline_file(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
-        service_factory: ServiceFactory) -> None:
+        service_factory: ServiceFactory, kafka_client: str) -> None:
     first = topic_factory(partitions=1, prefix="sd-pattern")
     second = first.replace("sd-pattern", "sd-pattern-b")  # created by the broker on produce
     config, port = _setup(tmp_path, bootstrap, first, window_size=5000, extra={
-        "kafka": {"topic": None, "topic_pattern": f"sd-pattern(-b)?-{first.split('-')[-1]}"}})
+        "kafka": {"topic": None, "topic_pattern": f"sd-pattern(-b)?-{first.split('-')[-1]}"}},
+        client=kafka_client)
     produce(bootstrap, first, _messages(config, 300))
     produce(bootstrap, second, _messages(config, 200, offset=300))
     service = service_factory(config, port)
