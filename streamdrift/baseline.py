@@ -73,7 +73,7 @@ class FeatureBaseline:
         """The categorical bin for every category not listed (``len(categories)``)."""
         return len(self.categories)
 
-    @property
+    @cached_property
     def missing_ratio(self) -> float:
         total = self.count + self.missing + self.invalid
         return self.missing / total if total else 0.0

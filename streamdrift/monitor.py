@@ -376,36 +376,44 @@ class DriftMonitor:
     def report(self) -> DriftReport:
         """A frozen picture of the current window and the totals since start."""
         current = self.divergences()
-        kl = self.kl.values()
-        counts = self.histogram.counts
-        layout = self.layout
+        # Plain Python lists once, then slices: cheaper than a numpy call per feature.
+        kl = self.kl.values().tolist()
+        js, psi, p_value = current.js.tolist(), current.psi.tolist(), current.p_value.tolist()
+        counts = self.histogram.counts.tolist()
+        totals = self._slot_totals.tolist()
+        offsets = self.layout.offsets.tolist()
+        thresholds = self._thresholds.tolist()
+        min_samples_all = self._min_samples.tolist()
+        change_points = self._change_points.tolist()
+        out_of_range = self._out_of_range.tolist()
+        invalid_values = self._invalid_values.tolist()
         features: dict[str, FeatureReport] = {}
         window_messages = 0
         for index, spec in enumerate(self.specs):
             feature = self._feature_baselines[index]
-            start = int(layout.offsets[index])
+            start = offsets[index]
             n_bins = feature.n_bins
             window_counts = counts[start:start + n_bins]
-            samples = int(window_counts.sum())
-            missing = int(counts[start + n_bins])
-            invalid = int(counts[start + n_bins + 1])
+            samples = sum(window_counts)
+            missing = counts[start + n_bins]
+            invalid = counts[start + n_bins + 1]
             in_window = samples + missing + invalid
             window_messages = max(window_messages, in_window)
-            min_samples = int(self._min_samples[index])
+            min_samples = min_samples_all[index]
             enough = samples >= min_samples
-            threshold = float(self._thresholds[index])
+            threshold = thresholds[index]
             status: FeatureStatus = "insufficient_data"
             if enough:
                 status = "drift" if kl[index] > threshold else "ok"
-            totals = self._slot_totals[start:start + n_bins + 2]
+            feature_totals = totals[start:start + n_bins + 2]
             features[spec.name] = FeatureReport(
                 name=spec.name,
                 type=spec.type,
                 status=status,
                 kl=_number(kl[index]) if enough else None,
-                js=_number(current.js[index]) if enough else None,
-                psi=_number(current.psi[index]) if enough else None,
-                p_value=_number(current.p_value[index]) if enough else None,
+                js=_number(js[index]) if enough else None,
+                psi=_number(psi[index]) if enough else None,
+                p_value=_number(p_value[index]) if enough else None,
                 samples=samples,
                 missing=missing,
                 invalid=invalid,
@@ -413,16 +421,15 @@ class DriftMonitor:
                 baseline_missing_ratio=feature.missing_ratio,
                 threshold=threshold,
                 min_samples=min_samples,
-                change_points=int(self._change_points[index]),
-                window_counts=tuple(window_counts.tolist()),
-                bin_totals=tuple(totals[:n_bins].tolist()),
-                unseen_total=int(totals[feature.other_bin]) if spec.type == "categorical"
+                change_points=change_points[index],
+                window_counts=tuple(window_counts),
+                bin_totals=tuple(feature_totals[:n_bins]),
+                unseen_total=feature_totals[feature.other_bin] if spec.type == "categorical"
                 else 0,
-                out_of_range_total=int(self._out_of_range[index]),
-                missing_total=int(totals[n_bins]),
-                invalid_values_total={
-                    reason: int(self._invalid_values[index, code])
-                    for code, reason in INVALID_VALUE_REASONS.items()},
+                out_of_range_total=out_of_range[index],
+                missing_total=feature_totals[n_bins],
+                invalid_values_total={reason: invalid_values[index][code]
+                                      for code, reason in INVALID_VALUE_REASONS.items()},
             )
         window = self.config.window
         description = (f"{window.size} messages" if window.duration_s is None
@@ -441,9 +448,8 @@ class DriftMonitor:
         )
 
 
-def _number(value: float | np.floating[Any]) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def event_times_s(
