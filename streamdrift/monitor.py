@@ -178,7 +178,7 @@ class DriftMonitor:
     def process_payloads(
         self,
         payloads: Sequence[bytes | None],
-        record_timestamps_s: Sequence[float] | None = None,
+        record_timestamps_s: Sequence[float] | npt.NDArray[np.float64] | None = None,
     ) -> list[tuple[int, str]]:
         """Decode and count a batch of raw messages, in arrival order.
 

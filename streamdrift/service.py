@@ -22,6 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
 from streamdrift.baseline import Baseline, load_baseline
 from streamdrift.config import Config
 from streamdrift.errors import BaselineError, StreamdriftError
@@ -30,7 +32,7 @@ from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_r
 from streamdrift.monitor import DriftMonitor, DriftReport
 from streamdrift.server import MetricsServer
 from streamdrift.sources import Source, make_source
-from streamdrift.sources.records import Partition, Record
+from streamdrift.sources.records import Partition, Record, RecordBatch
 
 POLL_TIMEOUT_S = 0.5
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -115,10 +117,10 @@ class DriftService:
             self._set_status(connected=True)
             last_publish = last_probe = last_watch = 0.0
             while not self.stop.is_set():
-                records = source.poll(POLL_TIMEOUT_S)
+                batch = source.poll(POLL_TIMEOUT_S)
                 self._take_assignments()
-                if records:
-                    self._process(records)
+                if batch:
+                    self._process(batch)
                 now = time.monotonic()
                 if self.reload_requested.is_set() or (
                         service.baseline_watch_interval_s > 0
@@ -131,7 +133,7 @@ class DriftService:
                     self._probe(source)
                     last_probe = now
                 if now - last_publish >= service.publish_interval_s or (
-                        self._dirty and not records):
+                        self._dirty and not batch):
                     self.publish()
                     last_publish = now
         return 0
@@ -160,22 +162,21 @@ class DriftService:
 
     # ---- the hot path ------------------------------------------------------------------
 
-    def _process(self, records: Sequence[Record]) -> None:
-        rejections = self.monitor.process_payloads(
-            [record.value for record in records],
-            [record.timestamp_ms / 1000.0 for record in records])
+    def _process(self, batch: RecordBatch) -> None:
+        timestamps_ms = np.asarray(batch.timestamps_ms, dtype=np.float64)
+        rejections = self.monitor.process_payloads(batch.values, timestamps_ms / 1000.0)
         dead_letter_topic = self.config.kafka.dead_letter_topic
         if rejections and dead_letter_topic is not None and not self._send_dead_letters(
-                dead_letter_topic, [(records[index], reason) for index, reason in rejections]):
+                dead_letter_topic,
+                [(batch.record(index), reason) for index, reason in rejections]):
             return  # stopping before the dead letters were written: do not commit them
-        for record in records:
-            key = (record.topic, record.partition)
-            self._pending[key] = max(self._pending.get(key, 0), record.offset + 1)
+        for key, offset in batch.next_offsets.items():
+            self._pending[key] = max(self._pending.get(key, 0), offset)
             self._held.add(key)
         assert self.source is not None
         if self.source.commit(self._pending):
             self._pending.clear()
-        newest = max(record.timestamp_ms for record in records) / 1000.0
+        newest = float(timestamps_ms.max()) / 1000.0
         previous = self.status.last_message_timestamp_s
         self._set_status(connected=True, last_message_timestamp_s=newest if previous is None
                          else max(previous, newest))

@@ -181,8 +181,12 @@ def test_confluent_poll_skips_errors_and_returns_records(tmp_path: Path):
                 error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "no such topic")),
     ])
     source._consumer = fake
-    assert source.poll(0.25) == [Record("t", 1, 5, 1234, b'{"x": 1}'),
-                                 Record("t", 2, 9, 1240, None)]
+    batch = source.poll(0.25)
+    assert list(batch.values) == [b'{"x": 1}', None]
+    assert list(batch.timestamps_ms) == [1234, 1240]
+    assert batch.next_offsets == {("t", 1): 6, ("t", 2): 10}
+    assert [batch.record(i) for i in range(len(batch))] == [Record("t", 1, 5, 1234, b'{"x": 1}'),
+                                                           Record("t", 2, 9, 1240, None)]
     assert fake.asked == (7, 0.25)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1, lines  # the partition EOF is silent

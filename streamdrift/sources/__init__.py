@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from streamdrift.errors import StreamdriftError
-from streamdrift.sources.records import Partition, PartitionsListener, Record
+from streamdrift.sources.records import Partition, PartitionsListener, Record, RecordBatch
 
 if TYPE_CHECKING:
     from streamdrift.config import KafkaConfig
@@ -29,7 +29,7 @@ class Source(Protocol):
         """Join the group, retrying with backoff until a broker answers; False once ``stop``
         is set first."""
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float) -> RecordBatch:
         """The next batch (at most ``kafka.max_poll_records``); rebalance callbacks run here."""
 
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:

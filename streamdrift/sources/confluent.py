@@ -35,7 +35,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamdrift.config import KafkaConfig
 from streamdrift.errors import StreamdriftError
 from streamdrift.eventlog import EventLog
-from streamdrift.sources.records import Partition, PartitionsListener, Record
+from streamdrift.sources.records import (
+    EMPTY_BATCH,
+    Partition,
+    PartitionsListener,
+    Record,
+    RecordBatch,
+)
 
 DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 CLIENT_LOGGER = "rdkafka"
@@ -167,17 +173,28 @@ class ConfluentSource:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._on_revoked([(tp.topic, tp.partition) for tp in partitions])
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float) -> RecordBatch:
         consumer = self._group_consumer()
         messages = consumer.consume(num_messages=self.config.max_poll_records,
                                     timeout=timeout_s)
-        records: list[Record] = []
-        for message in messages:
-            if message.error() is not None:
-                self._message_error(message)
-                continue
-            records.append(_record(message))
-        return records
+        if not messages:
+            return EMPTY_BATCH
+        ok = [message for message in messages if message.error() is None]
+        if len(ok) < len(messages):
+            for message in messages:
+                if message.error() is not None:
+                    self._message_error(message)
+        # The last message of each partition gives its next offset (a partition's messages
+        # arrive in order): one dict entry per partition, not one object per message.
+        last: dict[Partition, int] = {
+            (cast(str, message.topic()), cast(int, message.partition())): index
+            for index, message in enumerate(ok)}
+        return RecordBatch(
+            [message.value() for message in ok],
+            [message.timestamp()[1] for message in ok],
+            {key: cast(int, ok[index].offset()) + 1 for key, index in last.items()},
+            lambda index: _record(ok[index]),
+        )
 
     def _message_error(self, message: Message) -> None:
         error = message.error()

@@ -22,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamdrift.config import KafkaConfig
 from streamdrift.eventlog import EventLog
+from streamdrift.sources.records import EMPTY_BATCH, RecordBatch
 from streamdrift.sources.records import Partition as Partition  # re-exported
 from streamdrift.sources.records import PartitionsListener as PartitionsListener
 from streamdrift.sources.records import Record as Record
@@ -112,14 +113,25 @@ class KafkaSource:
             return True
         return False
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float) -> RecordBatch:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
-        records = [
-            Record(record.topic, record.partition, record.offset, record.timestamp,
-                   record.value)
-            for partition_records in batches.values() for record in partition_records
-        ]
-        return records
+        if not batches:
+            return EMPTY_BATCH
+        raw = [record for partition_records in batches.values()
+               for record in partition_records]
+
+        def record_at(index: int) -> Record:
+            record = raw[index]
+            return Record(record.topic, record.partition, record.offset, record.timestamp,
+                          record.value)
+
+        return RecordBatch(
+            [record.value for record in raw],
+            [record.timestamp for record in raw],
+            {(tp.topic, tp.partition): records[-1].offset + 1
+             for tp, records in batches.items() if records},
+            record_at,
+        )
 
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         """Commit ``next_offsets`` (the offset of the next message to read, per partition).
