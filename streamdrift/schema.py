@@ -1,7 +1,7 @@
 """Decoding straight into feature columns: the fast path of the pipeline.
 
 msgspec decodes a message into a struct that has only the configured feature paths, typed
-(numbers as ``float | None``, categories as ``str | int | float | bool | None``), skipping
+(numbers as ``float | None``, categories as ``str | None``), skipping
 every other key in C. Then one ``attrgetter`` per message reads all numeric features into a
 row, and numpy turns the rows into a matrix. A message the typed decoder refuses (a wrong
 type, ``NaN``, a string where a number belongs, not an object, not JSON) takes the general
@@ -30,7 +30,9 @@ from streamdrift.features import (
 )
 
 NumericValue = float | None
-CategoryValue = str | int | float | bool | None
+# Categories sent as numbers or booleans are valid too; they take the general path, which
+# spells them as text. Typing them str here keeps the common case's type check in C.
+CategoryValue = str | None
 TimeValue = float | str | None
 
 
@@ -115,6 +117,17 @@ class MessageSchema:
         rejections: list[tuple[int, str]] = []
         decode = self._decoder.decode
         max_bytes = self.max_bytes
+        if payloads and all(payloads) and max(map(len, payloads)) <= max_bytes:  # type: ignore[arg-type]
+            # The common case, a clean batch: one comprehension, no bookkeeping per message.
+            try:
+                typed = [decode(payload) for payload in payloads]  # type: ignore[arg-type]
+            except (msgspec.MsgspecError, RecursionError):
+                typed = []
+            else:
+                return DecodedColumns(
+                    self._typed_columns(typed), list(range(len(payloads))), [],
+                    [self._time_getter(m) for m in typed]
+                    if self._time_getter is not None else None)
         for position, payload in enumerate(payloads):
             if not payload:
                 rejections.append((position, REJECT_EMPTY))
@@ -150,12 +163,14 @@ class MessageSchema:
         if self._category_row is not None and count:
             transposed = list(zip(*map(self._category_row, messages), strict=True))
             for values, spec_index in zip(transposed, self._categorical, strict=False):
-                if set(map(type, values)) == {str}:  # the common case, checked in C
-                    array = np.empty(count, dtype=object)
-                    array[:] = values
-                    columns[spec_index] = FeatureColumn(array, np.zeros(count, dtype=np.int8))
-                else:
-                    columns[spec_index] = categorical_column(values)
+                array = np.empty(count, dtype=object)
+                array[:] = values
+                status = np.zeros(count, dtype=np.int8)
+                if None in values:  # str or None, the decoder saw to that
+                    missing = array == None  # noqa: E711 - elementwise, in C
+                    array[missing] = ""
+                    status[missing] = STATUS_MISSING
+                columns[spec_index] = FeatureColumn(array, status)
         elif self._category_row is not None:
             for spec_index in self._categorical:
                 columns[spec_index] = categorical_column([])
