@@ -225,7 +225,10 @@ class DriftService:
         started = time.monotonic()
         self._set_status(refilling=True)
         try:
-            ends = self.source.committed_offsets(partitions)
+            # Offset 0 everywhere: the group starts at the very beginning, nothing precedes
+            # it, so no reader needs to be set up.
+            ends = {partition: end for partition, end in
+                    self.source.committed_offsets(partitions).items() if end > 0}
             since_ms = None
             if window.duration_s is not None:
                 since_ms = int((time.time() - window.duration_s) * 1000)
