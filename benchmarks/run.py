@@ -1,0 +1,815 @@
+#!/usr/bin/env python3
+"""streamdrift's benchmarks, in one command.
+
+    python benchmarks/run.py [--quick] [--features 34,200,1000] [--messages N]
+                             [--repeats R] [--kafka BOOTSTRAP]
+
+For every feature count: generate realistic messages (benchmarks/messages.py), check that
+the naive implementation, the batch recomputation and streamdrift agree on the final KL of
+every feature (and the floor on the bin counts), then time every in-process contender on
+the same payload bytes, interleaved (A B C ... A B C ...), CPU time per message, median of
+the repeats. With ``--kafka``, produce a topic per feature count and time each end-to-end
+contender consuming all of it (benchmarks/e2e.py). Then the memory cases
+(benchmarks/memory.py), each in a fresh process. Prints the tables and the targets; a full
+run (not ``--quick``) writes benchmarks/RESULTS.md and benchmarks/throughput.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import cProfile
+import gc
+import importlib
+import io
+import json
+import os
+import platform
+import pstats
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks import e2e  # noqa: E402
+from benchmarks.contenders import (  # noqa: E402
+    Agreement,
+    Contender,
+    Floor,
+    StreamdriftPipeline,
+    check_agreement,
+    fastest_decoder,
+    fastest_floor,
+    in_process_contenders,
+)
+from benchmarks.messages import Workload, make_workload, stream_payloads  # noqa: E402
+from streamdrift.baseline import save_baseline  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+KL_TOLERANCE = 1e-6
+SAME_RSS_TOLERANCE_MIB = 2.0
+ANALYSIS_START = "<!-- analysis:start -->"
+ANALYSIS_END = "<!-- analysis:end -->"
+
+# Targets of the issue.
+PIPELINE_OVER_FLOOR_MAX = 1.5
+NAIVE_OVER_PIPELINE_MIN = 8.0
+E2E_OVER_RAW_MAX = 1.3
+E2E_CONFLUENT_OVER_FLOOR_MAX = 1.3
+WIDE_RSS_MAX_MIB = 50.0
+
+IN_PROCESS_LABELS = {
+    "floor": "floor (decode + binning)",
+    "streamdrift": "streamdrift pipeline",
+    "naive": "naive per-event",
+    "river_adwin": "river ADWIN per value",
+    "batch_recompute": "batch recomputation",
+}
+E2E_LABELS = {
+    "raw-kafka-python": "raw kafka-python poll",
+    "floor-kafka-python": "kafka-python + decode + binning",
+    "streamdrift-kafka-python": "streamdrift run (kafka-python)",
+    "raw-confluent": "raw confluent poll",
+    "floor-confluent": "confluent + decode + binning (e2e floor)",
+    "streamdrift-confluent": "streamdrift run (kafka.client: confluent)",
+}
+
+
+@dataclass
+class Plan:
+    features: list[int]
+    messages: dict[int, int]
+    repeats: int
+    kafka: str | None
+    e2e_features: list[int]
+    e2e_messages: dict[int, int]
+    e2e_repeats: int
+    write: bool
+    profile: bool
+
+
+@dataclass
+class InProcess:
+    n_features: int
+    messages: int
+    payload_bytes: float
+    floor_decoder: str
+    floor_variants: dict[str, float]
+    decoder: str
+    decoder_speeds: dict[str, float]
+    agreement: Agreement
+    descriptions: dict[str, str]
+    samples: dict[str, list[float]] = field(default_factory=dict)  # µs per message
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+
+@dataclass
+class EndToEnd:
+    n_features: int
+    messages: int
+    produced_with: str
+    samples: dict[str, list[float]] = field(default_factory=dict)  # CPU µs per message
+    wall: dict[str, list[float]] = field(default_factory=dict)  # messages per second
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def median(self, name: str) -> float | None:
+        values = self.samples.get(name)
+        return statistics.median(values) if values else None
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# ---- plan ----------------------------------------------------------------------------------
+
+def _scaled(n_features: int, budget: int, low: int, high: int) -> int:
+    return max(low, min(high, budget // n_features // 1000 * 1000))
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    features = [int(part) for part in args.features.split(",") if part.strip()]
+    if args.quick:
+        messages = {n: _scaled(n, 1_000_000, 2_000, 12_000) for n in features}
+        e2e_features = [n for n in features if n == min(features)]
+        e2e_messages = dict.fromkeys(e2e_features, 30_000)
+        repeats, e2e_repeats = 3, 1
+    else:
+        messages = {n: _scaled(n, 4_000_000, 10_000, 50_000) for n in features}
+        e2e_features = features
+        e2e_messages = {n: _scaled(n, 8_000_000, 10_000, 200_000) for n in features}
+        repeats, e2e_repeats = 5, 3
+    if args.messages is not None:
+        messages = dict.fromkeys(features, args.messages)
+    if args.e2e_messages is not None:
+        e2e_messages = dict.fromkeys(e2e_features, args.e2e_messages)
+    return Plan(features, messages, args.repeats or repeats, args.kafka, e2e_features,
+                e2e_messages, args.e2e_repeats or e2e_repeats,
+                write=args.write if args.write is not None else not args.quick,
+                profile=not args.no_profile)
+
+
+# ---- machine -------------------------------------------------------------------------------
+
+def _version(module: str) -> str:
+    try:
+        imported = importlib.import_module(module)
+    except ImportError:
+        return "not installed"
+    if module == "confluent_kafka":
+        version = imported.version()
+        version = version[0] if isinstance(version, tuple) else version
+        return f"{version} (librdkafka {imported.libversion()[0]})"
+    return str(getattr(imported, "__version__", "?"))
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout.rstrip("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def machine(bootstrap: str | None) -> dict[str, str]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    virtualization = ""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Hypervisor vendor:"):
+                virtualization = f", virtual machine ({line.split(':', 1)[1].strip()})"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    ours = ("benchmarks/", "tests/test_benchmark_contenders.py", "README.md")
+    dirty = [line[3:] for line in _git("status", "--porcelain").splitlines()
+             if len(line) > 3 and not line[3:].startswith(ours)]
+    return {
+        "cpu": f"{model}, {os.cpu_count()} cores{virtualization}",
+        "memory": memory,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "numpy": _version("numpy"),
+        "msgspec": _version("msgspec"),
+        "orjson": _version("orjson"),
+        "river": _version("river"),
+        "kafka-python": _version("kafka"),
+        "confluent-kafka": _version("confluent_kafka"),
+        "streamdrift": f"{_git('rev-parse', '--short', 'HEAD')}"
+                       + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else ""),
+        "broker": (f"{bootstrap} (single node on this machine, sharing its cores)"
+                   if bootstrap else "none (end to end not run)"),
+        "environment": ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                 if k.startswith(("OPENBLAS_", "OMP_", "MKL_")))
+                       or "no OPENBLAS_/OMP_/MKL_ variables",
+    }
+
+
+# ---- in-process ----------------------------------------------------------------------------
+
+def run_in_process(workload: Workload, repeats: int) -> InProcess:
+    payloads = workload.payloads
+    floor_decoder, floor_variants = fastest_floor(workload.config, workload.baseline,
+                                                  payloads)
+    decoder, decoder_speeds = fastest_decoder(payloads)
+    contenders = in_process_contenders(workload, floor_decoder, decoder)
+    say(f"  floor decoder: {floor_decoder} ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in floor_variants.items())
+        + " µs/msg decode+bin); dict decoder for river/batch: " + decoder)
+    started = time.monotonic()
+    agreement = check_agreement(contenders, payloads)
+    verdict = "OK" if agreement.ok(KL_TOLERANCE) else "MISMATCH"
+    say(f"  agreement on the final window KL of {agreement.features} features: {verdict} "
+        + ", ".join(f"{k} max |ΔKL| {v:.1e}" for k, v in agreement.max_kl_difference.items())
+        + f"; floor bin totals max |Δ| {agreement.max_total_difference}"
+        + f"  ({time.monotonic() - started:.0f} s)")
+    result = InProcess(workload.n_features, len(payloads),
+                       float(np.mean([len(p) for p in payloads])), floor_decoder,
+                       floor_variants, decoder, decoder_speeds, agreement,
+                       {c.name: c.description for c in contenders},
+                       {c.name: [] for c in contenders})
+    for repeat in range(repeats):
+        line = []
+        for contender in contenders:
+            spent = _time(contender, payloads)
+            result.samples[contender.name].append(spent / len(payloads) * 1e6)
+            line.append(f"{contender.name} {result.samples[contender.name][-1]:.1f}")
+        say(f"  repeat {repeat + 1}/{repeats}: " + ", ".join(line) + " µs/msg")
+    return result
+
+
+def _time(contender: Contender, payloads: list[bytes]) -> float:
+    contender.reset()
+    gc.collect()
+    started = time.process_time()
+    contender.run(payloads)
+    return time.process_time() - started
+
+
+def profile_pipeline(workload: Workload, floor_decoder: str, top: int = 14) -> str:
+    """cProfile of streamdrift's pipeline and of the floor on the same payloads."""
+    out = io.StringIO()
+    for contender in (StreamdriftPipeline(workload.config, workload.baseline),
+                      Floor(workload.config, workload.baseline, floor_decoder)):
+        contender.reset()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        contender.run(workload.payloads)
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+        out.write(f"{contender.name}, {workload.n_features} features, "
+                  f"{len(workload.payloads)} messages: {total:.2f} s under cProfile "
+                  f"({total / len(workload.payloads) * 1e6:.1f} µs/msg with its overhead)\n")
+        out.write(f"{'tottime s':>10} {'share':>6} {'calls':>8}  function\n")
+        rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
+                      key=lambda item: -item[1][2])[:top]
+        for (filename, line, function), (_, calls, tottime, _cum, _) in rows:
+            where = filename.replace(str(REPO) + "/", "")
+            if "site-packages/" in where:
+                where = where.split("site-packages/", 1)[1]
+            name = f"{where}:{line}({function})" if line else function
+            out.write(f"{tottime:>10.3f} {tottime / total:>6.1%} {calls:>8}  {name}\n")
+        out.write("\n")
+    return out.getvalue()
+
+
+# ---- end to end ----------------------------------------------------------------------------
+
+def run_end_to_end(workload: Workload, bootstrap: str, messages: int, repeats: int,
+                   floor_decoder: str, folder: Path) -> EndToEnd:
+    features = workload.features
+    started = time.monotonic()
+    payloads = stream_payloads(features, messages, seed=1, drift_from=messages // 2,
+                               stream=2)
+    topic = f"streamdrift-bench-{workload.n_features}f-{uuid.uuid4().hex[:8]}"
+    e2e.create_topic(bootstrap, topic, 3)
+    produced_with = e2e.produce(bootstrap, topic, payloads)
+    del payloads
+    say(f"  produced {messages} messages to {topic} with {produced_with} "
+        f"({time.monotonic() - started:.0f} s)")
+    baseline_path = folder / f"baseline-{workload.n_features}.json"
+    save_baseline(workload.baseline, baseline_path)
+    floor_config = folder / f"floor-{workload.n_features}.yaml"
+    floor_config.write_text(yaml.safe_dump(workload.document), encoding="utf-8")
+
+    def service_config(client: str | None) -> tuple[Path, dict[str, Any]]:
+        document = copy.deepcopy(workload.document)
+        document["kafka"] = {"bootstrap_servers": bootstrap, "topic": topic,
+                             "group_id": f"{topic}-{uuid.uuid4().hex[:8]}",
+                             "auto_offset_reset": "earliest"}
+        if client is not None:
+            document["kafka"]["client"] = client
+        document["baseline"]["path"] = str(baseline_path)
+        document["metrics"] = {"port": e2e.free_port(), "bind_address": "127.0.0.1"}
+        path = folder / f"run-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        return path, document
+
+    result = EndToEnd(workload.n_features, messages, produced_with)
+    names = ["raw-kafka-python", "floor-kafka-python", "streamdrift-kafka-python",
+             "raw-confluent", "floor-confluent", "streamdrift-confluent"]
+    if not e2e.confluent_client_available():
+        for name in names[3:]:
+            result.unavailable[name] = "not available (confluent-kafka not installed)"
+    else:
+        _, probe = service_config("confluent")
+        status = e2e.streamdrift_confluent_status(probe)
+        if status is not None:
+            result.unavailable["streamdrift-confluent"] = status
+    for name, why in result.unavailable.items():
+        say(f"  {name}: {why}")
+    active = [name for name in names if name not in result.unavailable]
+    for repeat in range(repeats):
+        line = []
+        for name in active:
+            group = f"{topic}-{name}-{repeat}"
+            try:
+                if name.startswith("streamdrift-"):
+                    client = "confluent" if name.endswith("confluent") else None
+                    path, document = service_config(client)
+                    measured = e2e.run_service(name, path, document["metrics"]["port"],
+                                               bootstrap, topic, document["kafka"]["group_id"],
+                                               messages)
+                else:
+                    mode, client_name = name.split("-", 1)
+                    measured = e2e.run_consumer(name, client_name, mode, bootstrap, topic,
+                                                group, messages, floor_config, baseline_path,
+                                                floor_decoder)
+            except RuntimeError as error:
+                say(f"  {name}: FAILED: {error}")
+                result.unavailable[name] = f"failed: {str(error)[:300]}"
+                continue
+            result.samples.setdefault(name, []).append(measured.cpu_per_message_us)
+            result.wall.setdefault(name, []).append(measured.messages / max(measured.wall_s,
+                                                                            1e-9))
+            line.append(f"{name} {measured.cpu_per_message_us:.1f}")
+        active = [name for name in active if not result.unavailable.get(name, "").startswith(
+            "failed")]
+        say(f"  repeat {repeat + 1}/{repeats}: " + ", ".join(line) + " CPU µs/msg")
+    e2e.delete_topic(bootstrap, topic)
+    return result
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+def run_memory(window_messages: int) -> dict[str, Any]:
+    def case(*args: str) -> dict[str, Any]:
+        answer = subprocess.run([sys.executable, "-m", "benchmarks.memory", *args], cwd=REPO,
+                                capture_output=True, text=True, check=False)
+        if answer.returncode != 0:
+            raise RuntimeError(f"benchmarks.memory {' '.join(args)} failed: "
+                               f"{answer.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
+        return result
+
+    wide = case("wide")
+    say(f"  1,000 features x 20 bins x 60 panes: RSS +{wide['growth_mib']:.1f} MiB "
+        f"(+{wide['growth_constructed_mib']:.1f} MiB constructed, ring of panes "
+        f"{wide['ring_mib']:.1f} MiB)")
+    small = case("window", "--size", "10000", "--messages", str(window_messages))
+    large = case("window", "--size", "10000000", "--messages", str(window_messages))
+    say(f"  window 10^4 vs 10^7 messages, {window_messages} fed: RSS "
+        f"+{small['growth_mib']:.1f} MiB vs +{large['growth_mib']:.1f} MiB")
+    return {"wide": wide, "window_small": small, "window_large": large}
+
+
+# ---- targets, tables -----------------------------------------------------------------------
+
+@dataclass
+class Target:
+    name: str
+    scope: str
+    measured: str
+    limit: str
+    passed: bool | None  # None: not measured
+
+
+def targets(in_process: list[InProcess], end_to_end: list[EndToEnd],
+            memory: dict[str, Any] | None) -> list[Target]:
+    found = []
+    for result in in_process:
+        scope = f"{result.n_features} features"
+        ratio = result.median("streamdrift") / result.median("floor")
+        found.append(Target("pipeline time per message / floor's", scope, f"{ratio:.2f}x",
+                            f"<= {PIPELINE_OVER_FLOOR_MAX}x",
+                            ratio <= PIPELINE_OVER_FLOOR_MAX))
+        speedup = result.median("naive") / result.median("streamdrift")
+        found.append(Target("pipeline speed-up over the naive per-event implementation", scope,
+                            f"{speedup:.2f}x", f">= {NAIVE_OVER_PIPELINE_MIN}x",
+                            speedup >= NAIVE_OVER_PIPELINE_MIN))
+    for run in end_to_end:
+        scope = f"{run.n_features} features, {run.messages} messages"
+        service, raw = run.median("streamdrift-kafka-python"), run.median(
+            "raw-kafka-python")
+        if service is not None and raw is not None:
+            found.append(Target("e2e kafka-python: CPU/msg of streamdrift run / raw poll",
+                                scope, f"{service / raw:.2f}x", f"<= {E2E_OVER_RAW_MAX}x",
+                                service / raw <= E2E_OVER_RAW_MAX))
+        else:
+            found.append(Target("e2e kafka-python: CPU/msg of streamdrift run / raw poll",
+                                scope, "not measured", f"<= {E2E_OVER_RAW_MAX}x", None))
+        service, floor = run.median("streamdrift-confluent"), run.median(
+            "floor-confluent")
+        if service is not None and floor is not None:
+            found.append(Target("e2e confluent: CPU/msg of streamdrift run / e2e floor", scope,
+                                f"{service / floor:.2f}x",
+                                f"<= {E2E_CONFLUENT_OVER_FLOOR_MAX}x",
+                                service / floor <= E2E_CONFLUENT_OVER_FLOOR_MAX))
+        else:
+            why = run.unavailable.get("streamdrift-confluent") or run.unavailable.get(
+                "floor-confluent", "not measured")
+            found.append(Target("e2e confluent: CPU/msg of streamdrift run / e2e floor", scope,
+                                why, f"<= {E2E_CONFLUENT_OVER_FLOOR_MAX}x", None))
+    if memory is not None:
+        wide = memory["wide"]["growth_mib"]
+        found.append(Target("RSS growth, 1,000 features x 20 bins x 60 panes", "memory",
+                            f"{wide:.1f} MiB", f"<= {WIDE_RSS_MAX_MIB:.0f} MiB",
+                            wide <= WIDE_RSS_MAX_MIB))
+        small = memory["window_small"]["growth_mib"]
+        large = memory["window_large"]["growth_mib"]
+        found.append(Target("same RSS for a window of 10^4 and of 10^7 messages", "memory",
+                            f"+{small:.1f} vs +{large:.1f} MiB (Δ {large - small:+.1f})",
+                            f"|Δ| <= {SAME_RSS_TOLERANCE_MIB:.0f} MiB",
+                            abs(large - small) <= SAME_RSS_TOLERANCE_MIB))
+    return found
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def in_process_table(results: list[InProcess]) -> list[str]:
+    lines = ["| features | contender | CPU µs/msg (median) | messages/s | min - max µs "
+             "| x floor | streamdrift faster by |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for result in results:
+        floor = result.median("floor")
+        pipeline = result.median("streamdrift")
+        for name in result.samples:
+            median = result.median(name)
+            samples = result.samples[name]
+            faster = "" if name in ("streamdrift", "floor") else f"{median / pipeline:.2f}x"
+            lines.append(f"| {result.n_features} | {IN_PROCESS_LABELS.get(name, name)} | "
+                         f"{median:.2f} | {1e6 / median:,.0f} | {min(samples):.2f} - "
+                         f"{max(samples):.2f} | {median / floor:.2f} | {faster} |")
+    return lines
+
+
+def e2e_table(results: list[EndToEnd]) -> list[str]:
+    lines = ["| features | messages | contender | CPU µs/msg (median) | messages per CPU-s "
+             "| wall messages/s | runs |",
+             "|---:|---:|---|---:|---:|---:|---:|"]
+    for result in results:
+        for name, label in E2E_LABELS.items():
+            median = result.median(name)
+            if median is None:
+                lines.append(f"| {result.n_features} | {result.messages} | {label} | "
+                             f"{result.unavailable.get(name, 'not measured')} | | | |")
+                continue
+            wall = statistics.median(result.wall[name])
+            lines.append(f"| {result.n_features} | {result.messages} | {label} | "
+                         f"{median:.2f} | {1e6 / median:,.0f} | {wall:,.0f} | "
+                         f"{len(result.samples[name])} |")
+    return lines
+
+
+def targets_table(found: list[Target]) -> list[str]:
+    lines = ["| target | scope | measured | limit | result |", "|---|---|---:|---|---|"]
+    lines += [f"| {t.name} | {t.scope} | {t.measured} | {t.limit} | {_verdict(t.passed)} |"
+              for t in found]
+    return lines
+
+
+# ---- plot ----------------------------------------------------------------------------------
+
+def plot(in_process: list[InProcess], end_to_end: list[EndToEnd], path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        say("  matplotlib is not installed: no plot (pip install -r benchmarks/requirements.txt)")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(11, 6))
+    palette = plt.get_cmap("tab20")
+    colors = [palette(i) for i in range(20)]
+    features = [r.n_features for r in in_process]
+    for color, (name, label) in zip(colors[::2], IN_PROCESS_LABELS.items(), strict=False):
+        values = [1e6 / r.median(name) for r in in_process if name in r.samples]
+        if len(values) == len(features):
+            axes.plot(features, values, marker="o", color=color,
+                      linewidth=2.8 if name == "streamdrift" else 1.5,
+                      label=f"in process: {label}")
+    for color, (name, label) in zip(colors[1::2] + colors[::2], E2E_LABELS.items(),
+                                    strict=False):
+        points = [(r.n_features, 1e6 / m) for r in end_to_end
+                  if (m := r.median(name)) is not None]
+        if points:
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="s",
+                      color=color,
+                      linestyle=":" if "raw" in name else "--",
+                      linewidth=2.2 if name.startswith("streamdrift") else 1.2,
+                      label=f"end to end: {label}")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xticks(features)
+    axes.set_xticklabels([str(n) for n in features])
+    axes.set_xlabel("features per message")
+    axes.set_ylabel("messages per CPU-second (log)")
+    axes.set_title("streamdrift benchmarks: throughput against the number of features")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+# ---- RESULTS.md ----------------------------------------------------------------------------
+
+def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: float,
+                     in_process: list[InProcess], end_to_end: list[EndToEnd],
+                     memory: dict[str, Any] | None, found: list[Target], profiles: str,
+                     analysis: str) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# streamdrift benchmark results",
+        "",
+        f"Generated by `{command}` on {now}, in {seconds / 60:.1f} minutes "
+        "(`benchmarks/run.py` writes this file; only the section \"Reading of this run\" is "
+        "written by hand and kept when the file is generated again: check it against the "
+        "new numbers).",
+        "",
+        "## Machine",
+        "",
+    ]
+    lines += [f"- {key}: {value}" for key, value in info.items()]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        *targets_table(found),
+        "",
+        "## In process: the same payload bytes through each contender",
+        "",
+        f"CPU time (`time.process_time`) per message, median of {plan.repeats} repeats run "
+        "interleaved (A B C ... A B C ...); every repeat starts from fresh state. Window "
+        "10,000 messages in 10 panes, 20 bins per numeric feature, up to 50 categories + "
+        "other per categorical one, baseline from 10,000 reference messages.",
+        "",
+        *in_process_table(in_process),
+        "",
+    ]
+    for measured in in_process:
+        lines.append(
+            f"- {measured.n_features} features: {measured.messages} messages of "
+            f"{measured.payload_bytes:,.0f} bytes on average; floor decoder "
+            f"`{measured.floor_decoder}` (decode + binning, µs/msg: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in measured.floor_variants.items())
+            + f"); river and batch decode with `{measured.decoder}`; agreement before timing: "
+            + ", ".join(f"{k} max |ΔKL| {v:.1e}"
+                        for k, v in measured.agreement.max_kl_difference.items())
+            + f", floor bin totals max |Δ| {measured.agreement.max_total_difference} "
+            + ("(OK)" if measured.agreement.ok(KL_TOLERANCE) else "(MISMATCH)"))
+    lines += ["", "What each contender does:", ""]
+    if in_process:
+        for name, description in in_process[0].descriptions.items():
+            lines.append(f"- **{IN_PROCESS_LABELS.get(name, name)}**: {description}")
+    lines += ["", "## End to end on the broker", ""]
+    if end_to_end:
+        lines += [
+            f"A topic of 3 partitions per feature count, produced once; every contender reads "
+            f"all of it from the beginning in a new consumer group, in its own process, "
+            f"{plan.e2e_repeats} run(s) each, interleaved. CPU of the consuming process "
+            "(user + system, all threads, `/proc/<pid>/stat`, 10 ms ticks) from its partition "
+            "assignment to its last message counted (for `streamdrift run`: its group's "
+            "committed offsets reach the end of the topic; /metrics "
+            "`streamdrift_messages_total` is then checked to equal the count), divided by "
+            "the messages. The broker runs on the same machine.",
+            "",
+            *e2e_table(end_to_end),
+            "",
+        ]
+    else:
+        lines += ["Not run (no `--kafka BOOTSTRAP`).", ""]
+    if memory is not None:
+        wide, small, large = memory["wide"], memory["window_small"], memory["window_large"]
+        lines += [
+            "## Memory",
+            "",
+            "Each case in a fresh process; RSS (`VmRSS`) read after the inputs exist (and the "
+            "C heap trimmed, so that memory freed while building them is not reused unseen), "
+            "then after the work, with nothing trimmed.",
+            "",
+            "| case | RSS before | RSS after | growth | growth after a trim |",
+            "|---|---:|---:|---:|---:|",
+            f"| 1,000 numeric features x 20 bins x 60 panes ({wide['slots']} slots), "
+            f"constructed | {wide['rss_before_mib']:.1f} MiB | "
+            f"{wide['rss_constructed_mib']:.1f} MiB | +{wide['growth_constructed_mib']:.1f} "
+            f"MiB | |",
+            f"| the same, fed {wide['messages_fed']} messages ({wide['panes_closed']} panes) "
+            f"+ one report held | {wide['rss_before_mib']:.1f} MiB | "
+            f"{wide['rss_after_mib']:.1f} MiB | +{wide['growth_mib']:.1f} MiB | "
+            f"+{wide['growth_trimmed_mib']:.1f} MiB |",
+            f"| 34 features, window 10^4 messages, fed {small['messages_fed']} | "
+            f"{small['rss_before_mib']:.1f} MiB | {small['rss_after_mib']:.1f} MiB | "
+            f"+{small['growth_mib']:.1f} MiB | +{small['growth_trimmed_mib']:.1f} MiB |",
+            f"| 34 features, window 10^7 messages, fed {large['messages_fed']} | "
+            f"{large['rss_before_mib']:.1f} MiB | {large['rss_after_mib']:.1f} MiB | "
+            f"+{large['growth_mib']:.1f} MiB | +{large['growth_trimmed_mib']:.1f} MiB |",
+            "",
+            f"The ring of panes alone for the wide case is {wide['ring_mib']:.1f} MiB "
+            "(60 x slots x 8 bytes).",
+            "",
+        ]
+    lines += ["## Throughput against the number of features", "",
+              "![messages per CPU-second against features](throughput.png)", ""]
+    if profiles:
+        lines += ["## Where the time goes (cProfile, one run each, top functions by own time)",
+                  "", "```", profiles.rstrip(), "```", ""]
+    lines += [
+        "## Method notes",
+        "",
+        "- All in-process contenders consume the same list of payload bytes in the same "
+        "process run; before timing, the naive implementation, the batch recomputation and "
+        f"streamdrift must agree on the final window KL of every feature within "
+        f"{KL_TOLERANCE:g}, and the floor's bin counts must equal streamdrift's.",
+        "- The floor is the least work any implementation must do: the fastest decode "
+        "measured among orjson and msgspec to dicts and msgspec straight into a typed "
+        "struct of the feature paths (whichever is fastest on these payloads), building the "
+        "columns, one `np.searchsorted` per numeric feature, a dict lookup per category, one "
+        "`np.bincount` per batch of 1,000. No windows, no divergences, no validation of "
+        "types.",
+        "- streamdrift in process: `DriftMonitor.process_payloads` in batches of 1,000 and "
+        "one `report()` per closed pane. The service reports once per publish tick (1 s), "
+        "so one report per pane of 1,000 messages is more reporting than the service does "
+        "at these rates.",
+        "- river watches numeric features only (ADWIN on raw values; categorical features "
+        "are not watched) and computes no KL: it does less work than the others.",
+        "- The batch recomputation keeps the bins fixed (the baseline's edges and "
+        "categories) and recomputes both histograms from raw values at every pane; a tool "
+        "that also re-derives the bins from the reference each time would be slower.",
+        "- CPU time, not wall time, is what is compared: the machine has 2 cores shared with "
+        "the broker, and the process's CPU is what a consumer pays for. Absolute figures move "
+        "by 10-30 % from one process to the next on this virtual machine; the ratios that the "
+        "targets use are taken within one run (in process: one process, interleaved).",
+        "- End to end, the interval measured for `streamdrift run` includes what the service "
+        "does besides counting: its window-refill check at assignment (a second consumer "
+        "created and closed), a synchronous commit after every batch, a report at every "
+        "publish tick (1 s) and a lag probe every 5 s. kafka-python hands over batches of at "
+        "most `max_partition_fetch_bytes` (1 MiB) per partition, about 100 messages per poll "
+        "at 1,000 features (25 kB each), while confluent-kafka's `consume` returns the full "
+        "1,000.",
+        "- There are no timed assertions in the test suite: "
+        "`tests/test_benchmark_contenders.py` checks only that the contenders compute the "
+        "same numbers.",
+        "",
+        "## Reading of this run",
+        "",
+        ANALYSIS_START,
+        analysis.strip() or "(to be written by hand after a run)",
+        ANALYSIS_END,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def previous_analysis(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    if ANALYSIS_START in text and ANALYSIS_END in text:
+        return text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0]
+    return ""
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer messages and repeats, end to end on the smallest feature "
+                             "count only (under 2 minutes); writes nothing unless --write")
+    parser.add_argument("--features", default="34,200,1000",
+                        help="comma-separated feature counts (default 34,200,1000)")
+    parser.add_argument("--messages", type=int, default=None,
+                        help="in-process messages per feature count (default: 50,000 for 34 "
+                             "features down to 10,000 for 1,000)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="in-process repeats (default 5, quick 3)")
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", default=None,
+                        help="a broker for the end-to-end contenders (e.g. 127.0.0.1:9092); "
+                             "without it they are skipped")
+    parser.add_argument("--e2e-messages", type=int, default=None,
+                        help="messages in each end-to-end topic (default: 200,000 for 34 "
+                             "features down to 10,000 for 1,000)")
+    parser.add_argument("--e2e-repeats", type=int, default=None,
+                        help="end-to-end runs per contender (default 3, quick 1)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory cases")
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile step")
+    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
+                        help="write benchmarks/RESULTS.md and benchmarks/throughput.png "
+                             "(default: yes, except with --quick)")
+    args = parser.parse_args(argv)
+    plan = make_plan(args)
+    command = "python benchmarks/run.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
+    info = machine(plan.kafka)
+    say("streamdrift benchmarks")
+    for key, value in info.items():
+        say(f"  {key}: {value}")
+
+    in_process: list[InProcess] = []
+    end_to_end: list[EndToEnd] = []
+    profiles = ""
+    folder = Path(tempfile.mkdtemp(prefix="streamdrift-bench-"))
+    try:
+        for n_features in plan.features:
+            say(f"\n== {n_features} features: generating {plan.messages[n_features]} messages")
+            workload = make_workload(n_features, plan.messages[n_features])
+            result = run_in_process(workload, plan.repeats)
+            in_process.append(result)
+            if plan.profile and n_features in (min(plan.features), max(plan.features)):
+                profiles += profile_pipeline(workload, result.floor_decoder)
+            if plan.kafka is not None and n_features in plan.e2e_features:
+                say(f"  end to end on {plan.kafka}: {plan.e2e_messages[n_features]} messages")
+                end_to_end.append(run_end_to_end(workload, plan.kafka,
+                                                 plan.e2e_messages[n_features],
+                                                 plan.e2e_repeats, result.floor_decoder,
+                                                 folder))
+            del workload
+            gc.collect()
+        memory = None
+        if not args.no_memory:
+            say("\n== memory (fresh processes)")
+            memory = run_memory(50_000 if args.quick else 200_000)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    seconds = time.monotonic() - started
+    found = targets(in_process, end_to_end, memory)
+
+    say("\n== in process (CPU µs per message, median)")
+    for line in in_process_table(in_process):
+        say(line)
+    if end_to_end:
+        say("\n== end to end (CPU µs per message of the consuming process, median)")
+        for line in e2e_table(end_to_end):
+            say(line)
+    elif plan.kafka is None:
+        say("\n== end to end: skipped (no --kafka BOOTSTRAP)")
+    say("\n== targets")
+    for line in targets_table(found):
+        say(line)
+    if profiles:
+        say("\n== where the time goes (cProfile)\n" + profiles)
+    say(f"done in {seconds / 60:.1f} minutes")
+
+    if plan.write:
+        results = HERE / "RESULTS.md"
+        plot(in_process, end_to_end, HERE / "throughput.png")
+        results.write_text(results_markdown(command, plan, info, seconds, in_process,
+                                            end_to_end, memory, found, profiles,
+                                            previous_analysis(results)), encoding="utf-8")
+        say(f"wrote {results.relative_to(REPO)} and benchmarks/throughput.png")
+    agreed = all(r.agreement.ok(KL_TOLERANCE) for r in in_process)
+    return 0 if agreed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
