@@ -195,6 +195,22 @@ def state_stat(panel_id: int, title: str, description: str, expr: str, off: str,
                             .values(False)))
 
 
+def _multi_variable(name: str, description: str, query: str) -> Any:
+    """A query variable that may take several values, All matching every one."""
+    return (dashboard_builder.QueryVariable(name)
+            .label(name)
+            .description(description)
+            .datasource(DATASOURCE)
+            .query(query)
+            .multi(True)
+            .include_all(True)
+            .all_value(".+")
+            .current(dashboard_model.VariableOption(selected=True, text="All",
+                                                    value="$__all"))
+            .refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC))
+
+
 def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Dashboard:
     params = params or RuleParameters()
     fleet = recording_names(params.fleet_window)
@@ -210,30 +226,11 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                                                    value="streamdrift"))
            .refresh(dashboard_model.VariableRefresh.ON_DASHBOARD_LOAD)
            .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC))
-    instance = (dashboard_builder.QueryVariable("instance")
-                .label("instance")
-                .description("streamdrift replicas (Prometheus targets)")
-                .datasource(DATASOURCE)
-                .query('label_values(streamdrift_messages_total{job="$job"}, instance)')
-                .multi(True)
-                .include_all(True)
-                .all_value(".+")
-                .current(dashboard_model.VariableOption(selected=True, text="All",
-                                                        value="$__all"))
-                .refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-                .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC))
-    feature = (dashboard_builder.QueryVariable("feature")
-               .label("feature")
-               .description("Features of the model, as named in streamdrift's config")
-               .datasource(DATASOURCE)
-               .query('label_values(streamdrift_kl_divergence{job="$job"}, feature)')
-               .multi(True)
-               .include_all(True)
-               .all_value(".+")
-               .current(dashboard_model.VariableOption(selected=True, text="All",
-                                                       value="$__all"))
-               .refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-               .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC))
+    instance = _multi_variable("instance", "streamdrift replicas (Prometheus targets)",
+                               'label_values(streamdrift_messages_total{job="$job"}, instance)')
+    feature = _multi_variable("feature", "Features of the model, as named in streamdrift's "
+                              "config",
+                              'label_values(streamdrift_kl_divergence{job="$job"}, feature)')
 
     builder = (dashboard_builder.Dashboard(DASHBOARD_TITLE)
                .uid(DASHBOARD_UID)
