@@ -1,7 +1,7 @@
 """The drift monitor: feature specs + baseline + windows + divergences -> a frozen report.
 
 One ``DriftMonitor`` owns all mutable state and is driven by one thread: ``process_payloads``
-for raw message bytes (Kafka, JSONL replay), ``process_messages`` for decoded objects.
+for raw message bytes (Kafka, JSONL replay), ``process_columns`` for tabular data.
 ``report()`` builds an immutable ``DriftReport`` that readers (the exporter, the CLI) can hold
 without locks.
 """
@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from streamdrift.baseline import Baseline, check_baseline_fits
+from streamdrift.baseline import Baseline, FeatureBaseline, check_baseline_fits
 from streamdrift.config import Config, FeatureSpec, TimeUnit, format_duration
 from streamdrift.decoding import REJECT_BAD_TIMESTAMP
 from streamdrift.detectors import ChangeDetector, make_detector
@@ -29,9 +29,7 @@ from streamdrift.features import (
     STATUS_NON_FINITE,
     STATUS_OK,
     FeatureColumn,
-    extract_features,
     numeric_column,
-    raw_values,
 )
 from streamdrift.schema import MessageSchema
 from streamdrift.sketch import SlotLayout, WindowedHistogram
@@ -142,16 +140,13 @@ class DriftMonitor:
         self.baseline = baseline
         self._feature_baselines = [baseline[spec.name] for spec in self.specs]
         self.layout = SlotLayout.from_bins([f.n_bins for f in self._feature_baselines])
-        self._q = np.concatenate([f.probabilities for f in self._feature_baselines])
-        log_q_by_slot = np.zeros(self.layout.n_slots)
-        log_q_by_slot[self.layout.bin_slots] = np.log(self._q)
 
         window = config.window
         self._pane_length = None if window.size is None else window.size // window.panes
         self._pane_duration_s = (None if window.duration_s is None
                                  else window.duration_s / window.panes)
         self.histogram = WindowedHistogram(self.layout.n_slots, window.panes)
-        self.kl = IncrementalKL(self.layout, log_q_by_slot)
+        self._q, self.kl = self._comparison(self._feature_baselines)
         self.histogram.window_listeners.append(self.kl.on_change)
         self.histogram.pane_listeners.append(self._on_pane_closed)
 
@@ -197,9 +192,7 @@ class DriftMonitor:
             return rejections
         columns = decoded.columns
         if self._pane_duration_s is None:
-            assert self._pane_length is not None
-            ordinals = self.accepted + np.arange(rows, dtype=np.int64)
-            self._count(columns, ordinals // self._pane_length)
+            self._count_in_order(columns, rows)
             return rejections
         if decoded.event_times is not None:
             timestamps, usable = event_times_s(decoded.event_times,
@@ -236,38 +229,6 @@ class DriftMonitor:
         finally:
             self._counting = True
 
-    def process_messages(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        record_timestamps_s: npt.NDArray[np.float64] | None = None,
-    ) -> list[tuple[int, str]]:
-        """Count a batch of decoded JSON objects, in arrival order. Returns the messages
-        refused for a bad event time as (index in ``messages``, reason)."""
-        if self._counting:
-            self.messages += len(messages)
-        if not messages:
-            return []
-        rejections: list[tuple[int, str]] = []
-        pane_ids: npt.NDArray[np.int64]
-        if self._pane_duration_s is None:
-            assert self._pane_length is not None
-            ordinals = self.accepted + np.arange(len(messages), dtype=np.int64)
-            pane_ids = ordinals // self._pane_length
-        else:
-            timestamps, usable = self._event_times_s(messages, record_timestamps_s)
-            if not usable.all():
-                rejections = [(int(i), REJECT_BAD_TIMESTAMP) for i in np.flatnonzero(~usable)]
-                if self._counting:
-                    self.rejected[REJECT_BAD_TIMESTAMP] += len(rejections)
-                kept = np.flatnonzero(usable)
-                messages = [messages[i] for i in kept.tolist()]
-                timestamps = timestamps[kept]
-                if not messages:
-                    return rejections
-            pane_ids = np.floor(timestamps / self._pane_duration_s).astype(np.int64)
-        self._count(extract_features(messages, self.specs), pane_ids)
-        return rejections
-
     def process_columns(self, columns: Sequence[FeatureColumn]) -> None:
         """Count rows of already-extracted columns (one per feature, in config order) as
         messages arriving in row order. Only for a count window: rows carry no event time."""
@@ -275,6 +236,11 @@ class DriftMonitor:
             raise ValueError("process_columns needs a count window (window.size in messages)")
         rows = len(columns[0]) if columns else 0
         self.messages += rows
+        self._count_in_order(columns, rows)
+
+    def _count_in_order(self, columns: Sequence[FeatureColumn], rows: int) -> None:
+        """Count window: the next ``rows`` messages fill panes in arrival order."""
+        assert self._pane_length is not None
         ordinals = self.accepted + np.arange(rows, dtype=np.int64)
         self._count(columns, ordinals // self._pane_length)
 
@@ -311,19 +277,14 @@ class DriftMonitor:
         self.messages += count
         self.rejected[reason] += count
 
-    def _event_times_s(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        record_timestamps_s: npt.NDArray[np.float64] | None,
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        window = self.config.window
-        if window.time_field is None:
-            if record_timestamps_s is None:
-                raise ValueError("an event-time window needs window.time_field or record "
-                                 "timestamps")
-            times = np.asarray(record_timestamps_s, dtype=np.float64)
-            return times, np.isfinite(times)
-        return event_times_s(raw_values(messages, window.time_field), window.time_unit)
+    def _comparison(self, features: Sequence[FeatureBaseline]
+                    ) -> tuple[npt.NDArray[np.float64], IncrementalKL]:
+        """The baseline probabilities of every bin, laid end to end, and empty KL sums
+        against them."""
+        q = np.concatenate([feature.probabilities for feature in features])
+        log_q_by_slot = np.zeros(self.layout.n_slots)
+        log_q_by_slot[self.layout.bin_slots] = np.log(q)
+        return q, IncrementalKL(self.layout, log_q_by_slot)
 
     def swap_baseline(self, baseline: Baseline, baseline_name: str = "baseline") -> bool:
         """Compare the windows with a new baseline that has the same bins, keeping them.
@@ -338,10 +299,7 @@ class DriftMonitor:
             return False
         self.baseline = baseline
         self._feature_baselines = new_features
-        self._q = np.concatenate([f.probabilities for f in new_features])
-        log_q_by_slot = np.zeros(self.layout.n_slots)
-        log_q_by_slot[self.layout.bin_slots] = np.log(self._q)
-        kl = IncrementalKL(self.layout, log_q_by_slot)
+        self._q, kl = self._comparison(new_features)
         counts = self.histogram.counts
         kl.on_change(counts, counts)  # the whole window enters the new sums at once
         self.histogram.window_listeners[self.histogram.window_listeners.index(

@@ -152,10 +152,16 @@ class DriftService:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hangup)
 
+    def _commit_pending(self) -> bool:
+        """Commit the offsets counted so far; they stay pending if the brokers refuse."""
+        assert self.source is not None
+        if self._pending and not self.source.commit(self._pending):
+            return False
+        self._pending.clear()
+        return True
+
     def _shutdown(self, source: Source) -> None:
-        committed = source.commit(self._pending) if self._pending else True
-        if committed:
-            self._pending.clear()
+        committed = self._commit_pending()
         self.publish()
         source.close()
         self.log("stopped", messages=self.monitor.messages, committed=committed)
@@ -173,9 +179,7 @@ class DriftService:
         for key, offset in batch.next_offsets.items():
             self._pending[key] = max(self._pending.get(key, 0), offset)
             self._held.add(key)
-        assert self.source is not None
-        if self.source.commit(self._pending):
-            self._pending.clear()
+        self._commit_pending()
         newest = float(timestamps_ms.max()) / 1000.0
         previous = self.status.last_message_timestamp_s
         self._set_status(connected=True, last_message_timestamp_s=newest if previous is None
@@ -279,8 +283,7 @@ class DriftService:
         from Kafka under the new bins (and the running totals start again)."""
         monitor = DriftMonitor(self.config, baseline, str(self.baseline_path))
         if self.source is not None and self._held:
-            if self._pending and self.source.commit(self._pending):
-                self._pending.clear()
+            self._commit_pending()
             self._refill(monitor, sorted(self._held))
         self.monitor = monitor
         self._last_report = None

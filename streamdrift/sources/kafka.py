@@ -1,4 +1,5 @@
-"""The Kafka adapter: the only module that imports a Kafka client (kafka-python 3).
+"""The kafka-python 3 adapter: with ``confluent`` beside it for confluent-kafka, the only
+modules that import a Kafka client.
 
 ``KafkaSource`` consumes in a consumer group with auto-commit off: the service commits the
 offsets of a batch only after the batch has been counted (at-least-once). It survives
