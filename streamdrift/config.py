@@ -167,6 +167,8 @@ class ServiceConfig:
 
     publish_interval_s: float = 1.0
     lag_interval_s: float = 5.0
+    # Counted offsets are committed at most this long after counting (0: after every batch).
+    commit_interval_s: float = 1.0
     refill: bool = True
     refill_timeout_s: float = 60.0
     baseline_watch_interval_s: float = 5.0
@@ -656,6 +658,8 @@ def _parse_service(section: _Section) -> ServiceConfig:
                                           0.0, low_inclusive=False),
         lag_interval_s=section.number("lag_interval_s", defaults.lag_interval_s, 0.0,
                                       low_inclusive=False),
+        commit_interval_s=section.number("commit_interval_s", defaults.commit_interval_s,
+                                         0.0),
         refill=refill,
         refill_timeout_s=section.number("refill_timeout_s", defaults.refill_timeout_s, 0.0),
         baseline_watch_interval_s=section.number(

@@ -52,6 +52,46 @@ class FeatureColumn:
         return mask
 
 
+@dataclass(frozen=True)
+class TypedRows:
+    """A batch as the typed decoder gives it, grouped by feature type: every numeric feature
+    in one matrix (a row per message, NaN where the value is missing) and every categorical
+    feature as one tuple (``None`` where missing). No value in it is invalid: the typed
+    decoder refuses those messages, which take the general path.
+
+    ``numeric_features`` and ``categorical_features`` are the positions of the columns among
+    the configured features.
+    """
+
+    numeric: npt.NDArray[np.float64]
+    categories: list[tuple[str | None, ...]]
+    numeric_features: tuple[int, ...]
+    categorical_features: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    def columns(self) -> list[FeatureColumn]:
+        """The same values as one ``FeatureColumn`` per feature, in configured order."""
+        count = len(self)
+        columns: dict[int, FeatureColumn] = {}
+        missing = np.isnan(self.numeric)
+        values = np.where(missing, 0.0, self.numeric)
+        status = (missing * STATUS_MISSING).astype(np.int8)
+        for column_index, feature in enumerate(self.numeric_features):
+            columns[feature] = FeatureColumn(values[:, column_index].copy(),
+                                             status[:, column_index].copy())
+        for categories, feature in zip(self.categories, self.categorical_features,
+                                       strict=True):
+            array = np.empty(count, dtype=object)
+            array[:] = categories
+            is_missing = np.array([category is None for category in categories], dtype=bool)
+            array[is_missing] = ""
+            columns[feature] = FeatureColumn(array, (is_missing * STATUS_MISSING).astype(
+                np.int8))
+        return [columns[feature] for feature in sorted(columns)]
+
+
 def lookup(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     """The value at a dot path, ``None`` when a key is absent.
 

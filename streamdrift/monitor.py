@@ -19,19 +19,19 @@ import numpy as np
 import numpy.typing as npt
 
 from streamdrift.baseline import Baseline, FeatureBaseline, check_baseline_fits
+from streamdrift.binning import SlotBinner
 from streamdrift.config import Config, FeatureSpec, TimeUnit, format_duration
 from streamdrift.decoding import REJECT_BAD_TIMESTAMP
 from streamdrift.detectors import ChangeDetector, make_detector
 from streamdrift.divergence import Divergences, IncrementalKL, divergences
 from streamdrift.features import (
     INVALID_VALUE_REASONS,
-    STATUS_MISSING,
     STATUS_NON_FINITE,
     STATUS_OK,
     FeatureColumn,
     numeric_column,
 )
-from streamdrift.schema import MessageSchema
+from streamdrift.schema import DecodedColumns, MessageSchema
 from streamdrift.sketch import SlotLayout, WindowedHistogram
 
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
@@ -146,6 +146,7 @@ class DriftMonitor:
         self._pane_duration_s = (None if window.duration_s is None
                                  else window.duration_s / window.panes)
         self.histogram = WindowedHistogram(self.layout.n_slots, window.panes)
+        self._binner = SlotBinner(self._feature_baselines, self.layout)
         self._q, self.kl = self._comparison(self._feature_baselines)
         self.histogram.window_listeners.append(self.kl.on_change)
         self.histogram.pane_listeners.append(self._on_pane_closed)
@@ -190,9 +191,8 @@ class DriftMonitor:
             self.rejected.update(reason for _, reason in rejections)
         if rows == 0:
             return rejections
-        columns = decoded.columns
         if self._pane_duration_s is None:
-            self._count_in_order(columns, rows)
+            self._count_in_order(decoded, rows)
             return rejections
         if decoded.event_times is not None:
             timestamps, usable = event_times_s(decoded.event_times,
@@ -210,12 +210,14 @@ class DriftMonitor:
                 self.rejected[REJECT_BAD_TIMESTAMP] += len(late)
             rejections = sorted(rejections + late)
             kept = np.flatnonzero(usable)
-            columns = [FeatureColumn(column.values[kept], column.status[kept])
-                       for column in columns]
             timestamps = timestamps[kept]
             if len(kept) == 0:
                 return rejections
-        self._count(columns, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
+            self._count([FeatureColumn(column.values[kept], column.status[kept])
+                         for column in decoded.columns],
+                        np.floor(timestamps / self._pane_duration_s).astype(np.int64))
+            return rejections
+        self._count(decoded, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
         return rejections
 
     def refill(self, payloads: Sequence[bytes | None],
@@ -238,39 +240,27 @@ class DriftMonitor:
         self.messages += rows
         self._count_in_order(columns, rows)
 
-    def _count_in_order(self, columns: Sequence[FeatureColumn], rows: int) -> None:
+    def _count_in_order(self, batch: DecodedColumns | Sequence[FeatureColumn], rows: int
+                        ) -> None:
         """Count window: the next ``rows`` messages fill panes in arrival order."""
         assert self._pane_length is not None
         ordinals = self.accepted + np.arange(rows, dtype=np.int64)
-        self._count(columns, ordinals // self._pane_length)
+        self._count(batch, ordinals // self._pane_length)
 
-    def _count(self, columns: Sequence[FeatureColumn], pane_ids: npt.NDArray[np.int64]
-               ) -> None:
-        """Bin every column and add the batch to the window and the running totals."""
-        rows = len(pane_ids)
-        self.accepted += rows
-        # Features by messages, so that each feature's row is written contiguously.
-        slots = np.empty((len(self.specs), rows), dtype=np.int64)
-        offsets = self.layout.offsets.tolist()
-        counting = self._counting
-        for index, (feature, column) in enumerate(
-                zip(self._feature_baselines, columns, strict=True)):
-            row = slots[index]
-            row[:] = feature.bin(column)
-            row += offsets[index]
-            status = column.status
-            if status.any():
-                # Unusable values go to the feature's missing or invalid slot, never to a bin.
-                row[status == STATUS_MISSING] = offsets[index] + feature.n_bins
-                row[status > STATUS_MISSING] = offsets[index] + feature.n_bins + 1
-                if counting:
-                    self._invalid_values[index] += np.bincount(
-                        status, minlength=STATUS_NON_FINITE + 1)
-            if counting and feature.type == "numeric":
-                self._out_of_range[index] += feature.out_of_range(column)
-        if counting:
-            self._slot_totals += np.bincount(slots.ravel(), minlength=self.layout.n_slots)
-        self.histogram.update(pane_ids, slots.T)
+    def _count(self, batch: DecodedColumns | Sequence[FeatureColumn],
+               pane_ids: npt.NDArray[np.int64]) -> None:
+        """Bin every feature and add the batch to the window and the running totals."""
+        if isinstance(batch, DecodedColumns):
+            binned = (self._binner.bin_typed(batch.typed) if batch.typed is not None
+                      else self._binner.bin_columns(batch.columns))
+        else:
+            binned = self._binner.bin_columns(batch)
+        self.accepted += len(pane_ids)
+        added = self.histogram.update(pane_ids, binned.slots.T)
+        if self._counting:
+            self._slot_totals += added
+            self._invalid_values += binned.states
+            self._out_of_range += binned.out_of_range
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count messages refused before decoding (e.g. by the source)."""
@@ -299,6 +289,7 @@ class DriftMonitor:
             return False
         self.baseline = baseline
         self._feature_baselines = new_features
+        self._binner = SlotBinner(new_features, self.layout)  # the ranges may differ
         self._q, kl = self._comparison(new_features)
         counts = self.histogram.counts
         kl.on_change(counts, counts)  # the whole window enters the new sums at once

@@ -22,9 +22,8 @@ import numpy as np
 from streamdrift.config import FeatureSpec
 from streamdrift.decoding import REJECT_EMPTY, REJECT_OVERSIZED, MessageDecoder
 from streamdrift.features import (
-    STATUS_MISSING,
     FeatureColumn,
-    categorical_column,
+    TypedRows,
     extract_features,
     raw_values,
 )
@@ -38,17 +37,27 @@ TimeValue = float | str | None
 
 @dataclass
 class DecodedColumns:
-    """A batch decoded into one column per feature (accepted messages, in arrival order).
+    """A decoded batch (accepted messages, in arrival order): ``typed`` when the typed
+    decoder took every message, else ``general``, one column per feature.
 
     ``positions[i]`` is the payload index of row ``i``; ``rejections`` pairs refused
     payloads with their reason; ``event_times`` holds the raw time field per row when the
     schema has one.
     """
 
-    columns: list[FeatureColumn]
+    typed: TypedRows | None
+    general: list[FeatureColumn] | None
     positions: list[int]
     rejections: list[tuple[int, str]] = field(default_factory=list)
     event_times: list[Any] | None = None
+
+    @property
+    def columns(self) -> list[FeatureColumn]:
+        """One column per feature, in configured order, whichever path decoded them."""
+        if self.general is not None:
+            return self.general
+        assert self.typed is not None
+        return self.typed.columns()
 
 
 class MessageSchema:
@@ -125,7 +134,7 @@ class MessageSchema:
                 typed = []
             else:
                 return DecodedColumns(
-                    self._typed_columns(typed), list(range(len(payloads))), [],
+                    self._typed_rows(typed), None, list(range(len(payloads))), [],
                     [self._time_getter(m) for m in typed]
                     if self._time_getter is not None else None)
         for position, payload in enumerate(payloads):
@@ -140,41 +149,27 @@ class MessageSchema:
                     fallback_positions.append(position)
                     continue
                 typed_positions.append(position)
-        columns = self._typed_columns(typed)
+        rows = self._typed_rows(typed)
         times = ([self._time_getter(message) for message in typed]
                  if self._time_getter is not None else None)
         if not fallback_positions:
-            return DecodedColumns(columns, typed_positions, rejections, times)
-        return self._merge_fallback(payloads, fallback_positions, columns, typed_positions,
-                                    rejections, times)
+            return DecodedColumns(rows, None, typed_positions, rejections, times)
+        return self._merge_fallback(payloads, fallback_positions, rows.columns(),
+                                    typed_positions, rejections, times)
 
-    def _typed_columns(self, messages: list[Any]) -> list[FeatureColumn]:
-        columns: list[FeatureColumn | None] = [None] * len(self.specs)
+    def _typed_rows(self, messages: list[Any]) -> TypedRows:
         count = len(messages)
-        if self._numeric_row is not None:
-            rows = list(map(self._numeric_row, messages))
-            matrix = np.array(rows, dtype=np.float64).reshape(count, len(self._numeric))
-            missing = np.isnan(matrix)
-            matrix[missing] = 0.0
-            status = (missing * STATUS_MISSING).astype(np.int8)
-            for column_index, spec_index in enumerate(self._numeric):
-                columns[spec_index] = FeatureColumn(matrix[:, column_index],
-                                                    status[:, column_index])
+        matrix = np.empty((count, len(self._numeric)), dtype=np.float64)
+        if self._numeric_row is not None and count:
+            # numpy turns None into NaN: missing values need no pass of their own.
+            matrix = np.array(list(map(self._numeric_row, messages)),
+                              dtype=np.float64).reshape(count, len(self._numeric))
+        categories: list[tuple[str | None, ...]] = [()] * len(self._categorical)
         if self._category_row is not None and count:
-            transposed = list(zip(*map(self._category_row, messages), strict=True))
-            for values, spec_index in zip(transposed, self._categorical, strict=False):
-                array = np.empty(count, dtype=object)
-                array[:] = values
-                status = np.zeros(count, dtype=np.int8)
-                if None in values:  # str or None, the decoder saw to that
-                    missing = array == None  # noqa: E711 - elementwise, in C
-                    array[missing] = ""
-                    status[missing] = STATUS_MISSING
-                columns[spec_index] = FeatureColumn(array, status)
-        elif self._category_row is not None:
-            for spec_index in self._categorical:
-                columns[spec_index] = categorical_column([])
-        return [column for column in columns if column is not None]
+            # (the getter repeats the first path: drop that extra column)
+            categories = list(zip(*map(self._category_row, messages), strict=True))
+            categories.pop()
+        return TypedRows(matrix, categories, tuple(self._numeric), tuple(self._categorical))
 
     def _merge_fallback(
         self,
@@ -201,6 +196,6 @@ class MessageSchema:
         if typed_times is not None and self.time_field is not None:
             merged = typed_times + raw_values(decoded.objects, self.time_field)
             times = [merged[i] for i in order.tolist()]
-        return DecodedColumns(columns, [positions[i] for i in order.tolist()], rejections,
-                              times)
+        return DecodedColumns(None, columns, [positions[i] for i in order.tolist()],
+                              rejections, times)
 

@@ -55,10 +55,18 @@ class DriftService:
         self.source: Source | None = None
         # Offsets (of the next message) counted but not yet committed, per partition.
         self._pending: dict[Partition, int] = {}
+        # The offset after the last record counted, per partition; and for partitions
+        # revoked since, that offset at revocation: a rebalance puts a partition's position
+        # back at its committed offset, and its records below this one, delivered again,
+        # are not counted twice.
+        self._counted: dict[Partition, int] = {}
+        self._delivered_again_below: dict[Partition, int] = {}
         # Partitions whose recent messages the window holds (refilled or consumed).
         self._held: set[Partition] = set()
-        # Assignments noted by the rebalance listener, taken by the main loop.
+        # Assignments and revocations noted by the rebalance listener, taken by the main loop.
         self._assignments: list[list[Partition]] = []
+        self._revocations: list[list[Partition]] = []
+        self._worker: threading.Thread | None = None
         self._dirty = False
         self._last_report: DriftReport | None = None
         self._reloads = {"loaded": 0, "refused": 0}
@@ -82,6 +90,7 @@ class DriftService:
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
         try:
             worker = threading.Thread(target=work, name="streamdrift-service")
+            self._worker = worker
             worker.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -116,12 +125,18 @@ class DriftService:
                 return 0
             self._set_status(connected=True)
             last_publish = last_probe = last_watch = 0.0
+            last_commit = time.monotonic()
             while not self.stop.is_set():
                 batch = source.poll(POLL_TIMEOUT_S)
                 self._take_assignments()
                 if batch:
                     self._process(batch)
                 now = time.monotonic()
+                # A commit is a round trip to the group coordinator: once per interval
+                # rather than once per batch (what a crash re-reads is that much longer).
+                if self._pending and now - last_commit >= service.commit_interval_s:
+                    self._commit_pending()
+                    last_commit = now
                 if self.reload_requested.is_set() or (
                         service.baseline_watch_interval_s > 0
                         and now - last_watch >= service.baseline_watch_interval_s
@@ -168,23 +183,48 @@ class DriftService:
 
     # ---- the hot path ------------------------------------------------------------------
 
-    def _process(self, batch: RecordBatch) -> None:
-        timestamps_ms = np.asarray(batch.timestamps_ms, dtype=np.float64)
-        rejections = self.monitor.process_payloads(batch.values, timestamps_ms / 1000.0)
-        dead_letter_topic = self.config.kafka.dead_letter_topic
-        if rejections and dead_letter_topic is not None and not self._send_dead_letters(
-                dead_letter_topic,
-                [(batch.record(index), reason) for index, reason in rejections]):
-            return  # stopping before the dead letters were written: do not commit them
-        for key, offset in batch.next_offsets.items():
+    def _process(self, polled: RecordBatch) -> None:
+        batch = polled
+        if self._delivered_again_below:
+            batch = self._not_yet_counted(polled)
+        if batch:
+            timestamps_ms = np.asarray(batch.timestamps_ms, dtype=np.float64)
+            rejections = self.monitor.process_payloads(batch.values, timestamps_ms / 1000.0)
+            dead_letter_topic = self.config.kafka.dead_letter_topic
+            if rejections and dead_letter_topic is not None and not self._send_dead_letters(
+                    dead_letter_topic,
+                    [(batch.record(index), reason) for index, reason in rejections]):
+                return  # stopping before the dead letters were written: do not commit them
+            newest = float(timestamps_ms.max()) / 1000.0
+            previous = self.status.last_message_timestamp_s
+            self._set_status(connected=True, last_message_timestamp_s=newest
+                             if previous is None else max(previous, newest))
+            self._dirty = True
+        counted = self._counted
+        for key, offset in polled.next_offsets.items():
             self._pending[key] = max(self._pending.get(key, 0), offset)
+            counted[key] = max(counted.get(key, 0), offset)
             self._held.add(key)
-        self._commit_pending()
-        newest = float(timestamps_ms.max()) / 1000.0
-        previous = self.status.last_message_timestamp_s
-        self._set_status(connected=True, last_message_timestamp_s=newest if previous is None
-                         else max(previous, newest))
-        self._dirty = True
+
+    def _not_yet_counted(self, batch: RecordBatch) -> RecordBatch:
+        """The records of ``batch`` not counted before a rebalance (the rare path)."""
+        below = self._delivered_again_below
+        again = {key for key, first in batch.first_offsets.items()
+                 if first < below.get(key, 0)}
+        for key, offset in batch.next_offsets.items():
+            if offset >= below.get(key, offset + 1):
+                del below[key]  # past what was counted: nothing more to skip
+        if not again:
+            return batch
+        keep = []
+        for index in range(len(batch)):
+            record = batch.record(index)
+            key = (record.topic, record.partition)
+            if key not in again or record.offset >= self._counted[key]:
+                keep.append(index)
+        self.log("records_delivered_again", skipped=len(batch) - len(keep),
+                 partitions=_names(sorted(again)))
+        return batch.only(keep)
 
     def _send_dead_letters(self, topic: str, letters: list[tuple[Record, str]]) -> bool:
         """Produce the rejected messages, retrying until the brokers take them or the
@@ -201,19 +241,35 @@ class DriftService:
     # ---- partitions and refill ---------------------------------------------------------
 
     # kafka-python 3 calls these two on its IO thread, where no blocking call is allowed:
-    # they only note what happened. Offsets need no commit on revocation, since every
-    # batch is committed before the next poll (a failed commit would fail here too).
+    # they only note what happened. confluent-kafka calls them on the service's thread,
+    # inside poll(), where the counted offsets of revoked partitions can still be committed.
 
     def _on_revoked(self, partitions: list[Partition]) -> None:
         self.log("partitions_revoked", partitions=_names(partitions))
+        if threading.current_thread() is self._worker and self.source is not None:
+            revoked = {key: self._pending.pop(key) for key in partitions
+                       if key in self._pending}
+            if revoked and not self.source.commit(revoked):
+                self.log("revoked_offsets_not_committed", level="warning",
+                         partitions=_names(list(revoked)))
+        self._revocations.append(list(partitions))
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
         self.log("partitions_assigned", partitions=_names(partitions))
         self._assignments.append(sorted(partitions))
 
     def _take_assignments(self) -> None:
-        """Refill the window for partitions it does not hold yet, before any of their
-        records is counted: the history is older than anything the poll returned."""
+        """Forget the uncommitted offsets of revoked partitions (no longer this member's to
+        commit: whoever gets them reads those records again, and this process skips the
+        ones it counted), then refill the window for partitions it does not hold yet,
+        before any of their records is counted: the history is older than anything the
+        poll returned."""
+        while self._revocations:
+            for key in self._revocations.pop(0):
+                if key in self._counted:
+                    self._delivered_again_below[key] = self._counted[key]
+                if self._pending.pop(key, None) is not None:
+                    self.log("revoked_offsets_not_committed", partitions=_names([key]))
         while self._assignments:
             partitions = self._assignments.pop(0)
             self._set_status(assigned=tuple(partitions))

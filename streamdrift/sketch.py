@@ -120,11 +120,14 @@ class WindowedHistogram:
         pane: IntArray = self._ring[pane_id % self.n_panes].copy()
         return pane
 
-    def update(self, pane_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
+    def update(self, pane_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]
+               ) -> IntArray:
         """Add a batch: ``slots[i]`` are the slot indices of message ``i`` in pane
-        ``pane_ids[i]`` (one per feature)."""
+        ``pane_ids[i]`` (one per feature). Returns the batch's counts per slot, late
+        messages (too old for the window) included."""
+        batch_counts = np.zeros(self.n_slots, dtype=np.int64)
         if len(pane_ids) == 0:
-            return
+            return batch_counts
         # Runs of messages in the same pane; arrival order is kept between runs.
         boundaries = np.flatnonzero(np.diff(pane_ids)) + 1
         starts = np.concatenate([[0], boundaries])
@@ -135,11 +138,16 @@ class WindowedHistogram:
                 self._advance(pane_id)
             elif pane_id <= self.newest_pane - self.n_panes:
                 self.late += end - start
+                batch_counts += np.bincount(slots[start:end].ravel(order="K"),
+                                            minlength=self.n_slots)
                 continue
-            delta = np.bincount(slots[start:end].ravel(), minlength=self.n_slots)
+            # order="K": a batch within one pane is counted from the matrix as it lies.
+            delta = np.bincount(slots[start:end].ravel(order="K"), minlength=self.n_slots)
             self._ring[pane_id % self.n_panes] += delta
             self._counts += delta
+            batch_counts += delta
             self._notify(delta)
+        return batch_counts
 
     def _advance(self, pane_id: int) -> None:
         """Make ``pane_id`` the newest pane; panes that fall out leave the window."""

@@ -10,7 +10,8 @@ from tests.conftest import REPO
 
 CORE = ["streamdrift.config", "streamdrift.decoding", "streamdrift.features",
         "streamdrift.baseline", "streamdrift.sketch", "streamdrift.divergence",
-        "streamdrift.monitor", "streamdrift.detectors"]
+        "streamdrift.monitor", "streamdrift.detectors", "streamdrift.binning",
+        "streamdrift.schema"]
 FORBIDDEN = ["kafka", "prometheus_client", "http.server", "socketserver", "confluent_kafka"]
 
 

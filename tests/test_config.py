@@ -24,6 +24,7 @@ def test_the_example_config_loads_frozen_with_overrides(example_config: Config):
     assert config.window.size == 10_000
     assert config.window.panes == 10
     assert config.baseline.path == EXAMPLE_CONFIG.parent / "baseline.json"
+    assert config.service.commit_interval_s == 1.0
     with pytest.raises(AttributeError):
         config.window = config.window  # type: ignore[misc]
 
@@ -40,6 +41,7 @@ def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path):
         "window": {"size": 1001, "panes": 10},
         "divergence": {"threshold": -1, "min_sample": 5},
         "metrics": {"port": 70000},
+        "service": {"commit_interval_s": -1},
         "detector": {"method": "adwin", "params": {"delta": 3}},
         "kafak": {},
     }
@@ -54,6 +56,7 @@ def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path: Path):
         "divergence.threshold must be a finite number > 0.0 (got -1)",
         "divergence.min_sample is not a known key (got 5)",
         "metrics.port must be between 0 and 65535 (got 70000)",
+        "service.commit_interval_s must be a finite number >= 0.0 (got -1)",
         "detector.params.delta is not a valid adwin parameter value (got 3)",
         "kafak is not a known key",
     ]:

@@ -61,7 +61,10 @@ def test_event_time_window_handles_gaps_disorder_and_late_messages(n_panes, pane
     slots = rng.integers(0, n_slots, size=(len(panes), 2))
     histogram = WindowedHistogram(n_slots, n_panes)
     for start in range(0, len(panes), split):
-        histogram.update(panes[start:start + split], slots[start:start + split])
+        added = histogram.update(panes[start:start + split], slots[start:start + split])
+        # What a batch adds to the running totals: all of it, late messages included.
+        np.testing.assert_array_equal(
+            added, np.bincount(slots[start:start + split].ravel(), minlength=n_slots))
     expected, late = _window_oracle(panes, slots, n_panes, n_slots)
     np.testing.assert_array_equal(histogram.counts, expected)
     assert histogram.late == late

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -29,6 +30,9 @@ from streamdrift.sources.records import PartitionsListener as PartitionsListener
 from streamdrift.sources.records import Record as Record
 
 DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
+# Columns of the consumer's records, read in C.
+_VALUE = attrgetter("value")
+_TIMESTAMP = attrgetter("timestamp")
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -127,8 +131,10 @@ class KafkaSource:
                           record.value)
 
         return RecordBatch(
-            [record.value for record in raw],
-            [record.timestamp for record in raw],
+            list(map(_VALUE, raw)),
+            list(map(_TIMESTAMP, raw)),
+            {(tp.topic, tp.partition): records[0].offset
+             for tp, records in batches.items() if records},
             {(tp.topic, tp.partition): records[-1].offset + 1
              for tp, records in batches.items() if records},
             record_at,

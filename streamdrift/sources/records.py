@@ -21,17 +21,26 @@ class Record:
 @dataclass(frozen=True)
 class RecordBatch:
     """One poll's records as columns: what the hot path needs, without an object per
-    record. ``next_offsets`` is the offset after the last record of each partition (what
-    to commit once the batch is counted); ``record(i)`` builds record ``i`` in full, for
-    the few that go to the dead-letter topic."""
+    record. ``first_offsets`` and ``next_offsets`` are the offset of the first record of
+    each partition and the one after its last (what to commit once the batch is counted);
+    ``record(i)`` builds record ``i`` in full, for the few that need it (dead letters,
+    records delivered again)."""
 
     values: Sequence[bytes | None]
     timestamps_ms: Sequence[int]
+    first_offsets: dict[Partition, int]
     next_offsets: dict[Partition, int]
     record: Callable[[int], Record]
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def only(self, indices: Sequence[int]) -> RecordBatch:
+        """The records at ``indices``, in order; the offsets stay those of the whole poll."""
+        values, timestamps, record = self.values, self.timestamps_ms, self.record
+        return RecordBatch([values[i] for i in indices], [timestamps[i] for i in indices],
+                           self.first_offsets, self.next_offsets,
+                           lambda index: record(indices[index]))
 
-EMPTY_BATCH = RecordBatch([], [], {}, lambda index: Record("", 0, index, 0, None))
+
+EMPTY_BATCH = RecordBatch([], [], {}, {}, lambda index: Record("", 0, index, 0, None))

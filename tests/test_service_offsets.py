@@ -1,0 +1,86 @@
+"""The service's offset bookkeeping, without a broker: what it counts, commits and skips
+when a rebalance makes the client deliver records again (the integration tests run the
+same service against a real broker)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from streamdrift.baseline import build_baseline, save_baseline
+from streamdrift.config import parse_config
+from streamdrift.eventlog import EventLog
+from streamdrift.features import numeric_column
+from streamdrift.service import DriftService
+from streamdrift.sources.records import Partition, Record, RecordBatch
+
+TOPIC = "events"
+
+
+def _service(tmp_path: Path) -> tuple[DriftService, io.StringIO]:
+    config = parse_config({"features": [{"name": "x"}], "window": {"size": 1000, "panes": 4},
+                           "kafka": {"topic": TOPIC}}, tmp_path, environ={})
+    config = replace(config, service=replace(config.service, refill=False))
+    rng = np.random.default_rng(0)
+    baseline = build_baseline(config.features,
+                              {"x": numeric_column(rng.normal(size=500).tolist())},
+                              {"x": 5}, 10, 0.5, "test")
+    path = tmp_path / "baseline.json"
+    save_baseline(baseline, path)
+    log = io.StringIO()
+    return DriftService(config, path, EventLog(stream=log)), log
+
+
+def _batch(partition: int, offsets: range) -> RecordBatch:
+    records = [Record(TOPIC, partition, offset, 1_000 + offset,
+                      json.dumps({"x": offset / 10}).encode()) for offset in offsets]
+    key: Partition = (TOPIC, partition)
+    return RecordBatch([r.value for r in records], [r.timestamp_ms for r in records],
+                       {key: offsets[0]}, {key: offsets[-1] + 1}, records.__getitem__)
+
+
+def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_path: Path):
+    service, log = _service(tmp_path)
+    service._process(_batch(0, range(0, 100)))
+    service._process(_batch(1, range(0, 40)))
+    assert service.monitor.messages == 140
+    assert service._pending == {(TOPIC, 0): 100, (TOPIC, 1): 40}
+
+    # Revoked before the commit (kafka-python: on its IO thread, where no commit can be
+    # made), then given back: the client resumes from the committed offset.
+    service._on_revoked([(TOPIC, 0), (TOPIC, 1)])
+    service._on_assigned([(TOPIC, 0)])
+    service._take_assignments()
+    assert service._pending == {}
+    assert "event=revoked_offsets_not_committed" in log.getvalue()
+
+    service._process(_batch(0, range(50, 150)))  # 50..99 again, then 50 new ones
+    assert service.monitor.messages == 190
+    assert service._pending == {(TOPIC, 0): 150}
+    assert "event=records_delivered_again skipped=50" in log.getvalue()
+
+    service._process(_batch(0, range(150, 160)))  # past it: counted as usual
+    assert service.monitor.messages == 200
+    assert service._delivered_again_below == {(TOPIC, 1): 40}
+
+    service._on_assigned([(TOPIC, 1)])  # later, partition 1 comes back, all of it counted
+    service._take_assignments()
+    service._process(_batch(1, range(0, 40)))
+    assert service.monitor.messages == 200
+    assert service._pending == {(TOPIC, 0): 160, (TOPIC, 1): 40}  # committed next time
+    assert service._delivered_again_below == {}
+    assert service.monitor.report().window_messages == 200
+
+
+def test_without_a_rebalance_nothing_is_skipped(tmp_path: Path):
+    service, log = _service(tmp_path)
+    service._process(_batch(0, range(0, 100)))
+    # Offsets below the last counted one, with no revocation in between (e.g. a topic
+    # deleted and created again): counted, not taken for deliveries again.
+    service._process(_batch(0, range(0, 10)))
+    assert service.monitor.messages == 110
+    assert "records_delivered_again" not in log.getvalue()
