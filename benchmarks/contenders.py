@@ -68,9 +68,10 @@ class Contender(Protocol):
 # ---- decoders ------------------------------------------------------------------------------
 
 def decoders() -> dict[str, Loads]:
-    """The JSON decoders to dicts available: msgspec always (a streamdrift dependency),
-    orjson when installed (benchmarks/requirements.txt)."""
-    found: dict[str, Loads] = {"msgspec": msgspec.json.Decoder().decode}
+    """The JSON decoders to dicts available: the standard library's (the naive
+    implementation's: it bounds how fast that can be), msgspec always (a streamdrift
+    dependency), orjson when installed (benchmarks/requirements.txt)."""
+    found: dict[str, Loads] = {"json": json.loads, "msgspec": msgspec.json.Decoder().decode}
     try:
         orjson = importlib.import_module("orjson")
     except ImportError:
@@ -173,7 +174,8 @@ def _feature_struct(specs: Sequence[FeatureSpec]) -> tuple[Any, list[str]]:
                                msgspec.field(default_factory=nested, name=key)))
             else:
                 fields.append((attribute, leaf, msgspec.field(default=None, name=key)))
-        return msgspec.defstruct(f"Floor{len(names)}", fields)
+        # Untracked by the garbage collector, like streamdrift's (see streamdrift.schema).
+        return msgspec.defstruct(f"Floor{len(names)}", fields, gc=False)
 
     root = build(())
     return root, [names[spec.path] for spec in specs]
