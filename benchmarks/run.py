@@ -697,8 +697,9 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
         "targets use are taken within one run (in process: one process, interleaved).",
         "- End to end, the interval measured for `streamdrift run` includes what the service "
         "does besides counting: its window-refill check at assignment (a second consumer "
-        "created and closed), a synchronous commit after every batch, a report at every "
-        "publish tick (1 s) and a lag probe every 5 s. kafka-python hands over batches of at "
+        "created and closed), a synchronous commit once a second "
+        "(`service.commit_interval_s`), a report at every publish tick (1 s) and a lag probe "
+        "every 5 s. kafka-python hands over batches of at "
         "most `max_partition_fetch_bytes` (1 MiB) per partition, about 100 messages per poll "
         "at 1,000 features (25 kB each), while confluent-kafka's `consume` returns the full "
         "1,000.",
