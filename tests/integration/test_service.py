@@ -87,6 +87,18 @@ def _wait_counted(service: ServiceProcess, count: int, timeout_s: float = 60.0) 
                        what=f"{count} messages counted")
 
 
+def _trickle(bootstrap: str, topic: str, payloads: list[bytes], chunk: int,
+             pause_s: float) -> threading.Thread:
+    """A thread (not started) that produces ``payloads`` in chunks, pausing between them:
+    a stream that is still running while the test acts on the service."""
+    def send() -> None:
+        for start in range(0, len(payloads), chunk):
+            produce(bootstrap, topic, payloads[start:start + chunk])
+            time.sleep(pause_s)
+
+    return threading.Thread(target=send)
+
+
 def _gauges(service: ServiceProcess) -> dict[str, dict[str, float]]:
     samples = service.scrape()
     result: dict[str, dict[str, float]] = {}
@@ -189,12 +201,7 @@ def test_kill_9_then_restart_loses_nothing_and_matches_an_uninterrupted_run(
     config, port = _setup(tmp_path, bootstrap, topic, window_size=20_000,
                           extra={"kafka": {"max_poll_records": 200}}, client=kafka_client)
     payloads = _messages(config, 12_000, drifted=("plan",), drift_from=6000)
-    def send() -> None:
-        for start in range(0, len(payloads), 500):
-            produce(bootstrap, topic, payloads[start:start + 500])
-            time.sleep(0.1)
-
-    sender = threading.Thread(target=send)
+    sender = _trickle(bootstrap, topic, payloads, chunk=500, pause_s=0.1)
     service = service_factory(config, port)
     service.wait_ready(60)
     sender.start()
@@ -234,14 +241,7 @@ def test_a_second_replica_takes_partitions_over_and_no_message_is_lost(
     topic = topic_factory(partitions=4)
     config, port = _setup(tmp_path, bootstrap, topic, window_size=40_000, client=kafka_client,
                           extra={"kafka": {"max_poll_records": 200}})
-    payloads = _messages(config, 16_000)
-
-    def send() -> None:
-        for start in range(0, len(payloads), 400):
-            produce(bootstrap, topic, payloads[start:start + 400])
-            time.sleep(0.2)
-
-    sender = threading.Thread(target=send)
+    sender = _trickle(bootstrap, topic, _messages(config, 16_000), chunk=400, pause_s=0.2)
     first = service_factory(config, port)
     first.wait_ready(60)
     sender.start()
