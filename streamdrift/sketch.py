@@ -85,10 +85,11 @@ class WindowedHistogram:
     is late: it is counted in ``late`` and left out.
 
     >>> histogram = WindowedHistogram(n_slots=3, n_panes=2)
-    >>> histogram.update(np.array([0, 0, 1]), np.array([[0], [1], [1]]))
+    >>> histogram.update(np.array([0, 0, 1]), np.array([[0], [1], [1]])).tolist()
+    [1, 2, 0]
     >>> histogram.counts.tolist()
     [1, 2, 0]
-    >>> histogram.update(np.array([2]), np.array([[2]]))  # pane 0 leaves the window
+    >>> _ = histogram.update(np.array([2]), np.array([[2]]))  # pane 0 leaves the window
     >>> histogram.counts.tolist()
     [0, 1, 1]
     """
