@@ -72,23 +72,14 @@ class TypedRows:
         return len(self.numeric)
 
     def columns(self) -> list[FeatureColumn]:
-        """The same values as one ``FeatureColumn`` per feature, in configured order."""
-        count = len(self)
+        """The same values as one ``FeatureColumn`` per feature, in configured order, made
+        by the general path's own column builders."""
         columns: dict[int, FeatureColumn] = {}
-        missing = np.isnan(self.numeric)
-        values = np.where(missing, 0.0, self.numeric)
-        status = (missing * STATUS_MISSING).astype(np.int8)
         for column_index, feature in enumerate(self.numeric_features):
-            columns[feature] = FeatureColumn(values[:, column_index].copy(),
-                                             status[:, column_index].copy())
+            columns[feature] = numeric_column(self.numeric[:, column_index].tolist())
         for categories, feature in zip(self.categories, self.categorical_features,
                                        strict=True):
-            array = np.empty(count, dtype=object)
-            array[:] = categories
-            is_missing = np.array([category is None for category in categories], dtype=bool)
-            array[is_missing] = ""
-            columns[feature] = FeatureColumn(array, (is_missing * STATUS_MISSING).astype(
-                np.int8))
+            columns[feature] = categorical_column(categories)
         return [columns[feature] for feature in sorted(columns)]
 
 

@@ -203,6 +203,7 @@ class DriftMonitor:
         else:
             raise ValueError("an event-time window needs window.time_field or record "
                              "timestamps")
+        batch: DecodedColumns | list[FeatureColumn] = decoded
         if not usable.all():
             late = [(decoded.positions[int(i)], REJECT_BAD_TIMESTAMP)
                     for i in np.flatnonzero(~usable)]
@@ -213,11 +214,9 @@ class DriftMonitor:
             timestamps = timestamps[kept]
             if len(kept) == 0:
                 return rejections
-            self._count([FeatureColumn(column.values[kept], column.status[kept])
-                         for column in decoded.columns],
-                        np.floor(timestamps / self._pane_duration_s).astype(np.int64))
-            return rejections
-        self._count(decoded, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
+            batch = [FeatureColumn(column.values[kept], column.status[kept])
+                     for column in decoded.columns]
+        self._count(batch, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
         return rejections
 
     def refill(self, payloads: Sequence[bytes | None],

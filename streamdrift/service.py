@@ -212,7 +212,7 @@ class DriftService:
         again = {key for key, first in batch.first_offsets.items()
                  if first < below.get(key, 0)}
         for key, offset in batch.next_offsets.items():
-            if offset >= below.get(key, offset + 1):
+            if key in below and offset >= below[key]:
                 del below[key]  # past what was counted: nothing more to skip
         if not again:
             return batch

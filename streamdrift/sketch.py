@@ -135,18 +135,16 @@ class WindowedHistogram:
         ends = np.concatenate([boundaries, [len(pane_ids)]])
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             pane_id = int(pane_ids[start])
+            # order="K": a batch within one pane is counted from the matrix as it lies.
+            delta = np.bincount(slots[start:end].ravel(order="K"), minlength=self.n_slots)
+            batch_counts += delta
             if self.newest_pane is None or pane_id > self.newest_pane:
                 self._advance(pane_id)
             elif pane_id <= self.newest_pane - self.n_panes:
                 self.late += end - start
-                batch_counts += np.bincount(slots[start:end].ravel(order="K"),
-                                            minlength=self.n_slots)
                 continue
-            # order="K": a batch within one pane is counted from the matrix as it lies.
-            delta = np.bincount(slots[start:end].ravel(order="K"), minlength=self.n_slots)
             self._ring[pane_id % self.n_panes] += delta
             self._counts += delta
-            batch_counts += delta
             self._notify(delta)
         return batch_counts
 
