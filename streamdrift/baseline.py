@@ -35,6 +35,8 @@ from streamdrift.errors import BaselineError, join_problems
 from streamdrift.features import STATUS_OK, FeatureColumn
 
 BASELINE_FORMAT = "streamdrift.baseline/v1"
+# What a baseline file without "smoothing" gets: baseline.smoothing's default.
+DEFAULT_SMOOTHING = 0.5
 # Probabilities written by hand or by another tool may be rounded; beyond this they are wrong.
 _PROBABILITY_SUM_TOLERANCE = 1e-6
 
@@ -279,10 +281,11 @@ def parse_baseline(document: object, where: str) -> Baseline:
     problems: list[str] = []
     if document.get("format") != BASELINE_FORMAT:
         problems.append(f"format must be {BASELINE_FORMAT!r} (got {document.get('format')!r})")
-    smoothing = document.get("smoothing", 0.0)
-    if not _is_number(smoothing) or smoothing < 0:
-        problems.append(f"smoothing must be a number >= 0 (got {smoothing!r})")
-        smoothing = 0.0
+    # > 0: PSI smooths the window with it, and an empty window bin would make it infinite.
+    smoothing = document.get("smoothing", DEFAULT_SMOOTHING)
+    if not _is_number(smoothing) or not smoothing > 0:
+        problems.append(f"smoothing must be a number > 0 (got {smoothing!r})")
+        smoothing = 0.0  # pragma: no mutate: never read: a problem was recorded
     raw_features = document.get("features")
     features: dict[str, FeatureBaseline] = {}
     if not isinstance(raw_features, dict) or not raw_features:
@@ -299,7 +302,7 @@ def parse_baseline(document: object, where: str) -> Baseline:
         created_at=str(document.get("created_at", "")),
         source=str(document.get("source", "")),
         smoothing=float(smoothing),
-        format=BASELINE_FORMAT,
+        format=BASELINE_FORMAT,  # pragma: no mutate: the default is the same
     )
 
 
@@ -336,7 +339,7 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
     categories: list[str] = []
     minimum = maximum = None
     if feature_type == "numeric":
-        raw_edges = raw.get("edges", None)
+        raw_edges = raw.get("edges", None)  # pragma: no mutate: None is get's default
         if not isinstance(raw_edges, list) or not all(map(_is_number, raw_edges)):
             fault("edges must be a list of finite numbers")
             return None
@@ -353,7 +356,7 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
             fault(f"min and max must both be numbers with min <= max (got {minimum!r}, "
                   f"{maximum!r})")
     else:
-        raw_categories = raw.get("categories", None)
+        raw_categories = raw.get("categories", None)  # pragma: no mutate: None is get's default
         if not isinstance(raw_categories, list) or not all(
                 isinstance(c, str) for c in raw_categories):
             fault("categories must be a list of strings")
@@ -380,11 +383,11 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
     return FeatureBaseline(
         name=name,
         type=feature_type,
-        counts=np.array(counts, dtype=np.int64),
-        probabilities=np.array(probabilities, dtype=np.float64),
+        counts=np.array(counts, dtype=np.int64),  # pragma: no mutate: JSON integers are int64
+        probabilities=np.array(probabilities, dtype=np.float64),  # pragma: no mutate: same values
         missing=int(raw.get("missing", 0)),
         invalid=int(raw.get("invalid", 0)),
-        edges=np.array(edges, dtype=np.float64),
+        edges=np.array(edges, dtype=np.float64),  # pragma: no mutate: same values
         categories=tuple(categories),
         minimum=None if minimum is None else float(minimum),
         maximum=None if maximum is None else float(maximum),

@@ -119,7 +119,7 @@ def numeric_column(values: Sequence[Any]) -> FeatureColumn:
     """
     count = len(values)
     value_types = set(map(type, values))
-    if value_types <= {int, float, type(None)}:
+    if value_types <= {int, float, type(None)}:  # pragma: no mutate: `<` takes the careful path
         # Fast path: numpy converts None to NaN itself.
         try:
             array = np.array(values, dtype=np.float64)
@@ -131,7 +131,7 @@ def numeric_column(values: Sequence[Any]) -> FeatureColumn:
             status[np.isinf(array)] = STATUS_NON_FINITE
             array[status != STATUS_OK] = 0.0
             return FeatureColumn(array, status)
-    array = np.zeros(count, dtype=np.float64)
+    array = np.zeros(count, dtype=np.float64)  # pragma: no mutate: float64 is the default
     status = np.zeros(count, dtype=np.int8)
     for index, value in enumerate(values):
         value_type = type(value)

@@ -100,7 +100,7 @@ class MessageSchema:
             if len(path) == len(prefix) + 1:
                 children[key] = leaf
             else:
-                children.setdefault(key, None)
+                children.setdefault(key, None)  # pragma: no mutate: None is setdefault's default
         fields: list[tuple[str, Any, Any]] = []
         for index, (key, leaf) in enumerate(children.items()):
             # Attribute names are generated (a JSON key need not be an identifier); the
@@ -119,7 +119,7 @@ class MessageSchema:
         return msgspec.defstruct(f"Schema{len(self._names)}", fields, gc=False)
 
     def _register(self, path: tuple[str, ...], attribute: str) -> None:
-        parent = self._names.get(path[:-1], "")
+        parent = self._names.get(path[:-1], "")  # pragma: no mutate: None and "" read alike below
         self._names[path] = f"{parent}.{attribute}" if parent else attribute
 
     def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:

@@ -11,6 +11,7 @@ the window without being counted again; see docs/decisions.md.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -290,8 +291,8 @@ class DriftService:
             ends = {partition: end for partition, end in
                     self.source.committed_offsets(partitions).items() if end > 0}
             since_ms = None
-            if window.duration_s is not None:
-                since_ms = int((time.time() - window.duration_s) * 1000)
+            if window.duration_s is not None and ends:
+                since_ms = self._time_window_start_ms(ends)
             records, complete = self.source.read_history(
                 ends, window.size, since_ms, self.config.service.refill_timeout_s)
         except Exception as error:  # a failed refill must not stop the service: log it
@@ -308,7 +309,24 @@ class DriftService:
         self._set_status(refilling=False)
         self._dirty = True
         self.log("window_refilled", partitions=_names(partitions), messages=len(records),
-                 complete=complete, seconds=round(time.monotonic() - started, 3))
+                 offsets=_offset_ranges(records), complete=complete,
+                 seconds=round(time.monotonic() - started, 3))
+
+    def _time_window_start_ms(self, ends: dict[Partition, int]) -> int | None:
+        """Where a time window ending at the newest record before ``ends`` starts: the
+        first millisecond of its oldest pane. The window is as old as its newest message,
+        not as the clock: on a topic that has gone quiet it still holds its last panes."""
+        assert self.source is not None
+        window = self.config.window
+        assert window.duration_s is not None
+        newest, _ = self.source.read_history(ends, 1, None,
+                                             self.config.service.refill_timeout_s)
+        if not newest:
+            return None
+        newest_s = max(record.timestamp_ms for record in newest) / 1000.0
+        pane_s = window.duration_s / window.panes
+        oldest_pane = math.floor(newest_s / pane_s) - window.panes + 1
+        return math.floor(oldest_pane * pane_s * 1000.0)
 
     # ---- baseline reload ---------------------------------------------------------------
 
@@ -395,6 +413,23 @@ class DriftService:
 
 def _names(partitions: Sequence[Partition]) -> str:
     return ",".join(f"{topic}-{partition}" for topic, partition in sorted(partitions))
+
+
+def _offset_ranges(records: Sequence[Record]) -> str:
+    """``topic-partition:first-last`` for each partition of ``records``, e.g. what a refill
+    put back.
+
+    >>> _offset_ranges([Record("t", 0, 5, 0, None), Record("t", 1, 2, 0, None),
+    ...                 Record("t", 0, 9, 0, None)])
+    't-0:5-9,t-1:2-2'
+    """
+    ranges: dict[Partition, tuple[int, int]] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        first, last = ranges.get(key, (record.offset, record.offset))
+        ranges[key] = (min(first, record.offset), max(last, record.offset))
+    return ",".join(f"{topic}-{partition}:{first}-{last}"
+                    for (topic, partition), (first, last) in sorted(ranges.items()))
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:

@@ -46,7 +46,7 @@ class SlotLayout:
 
     @classmethod
     def from_bins(cls, n_bins: Sequence[int]) -> SlotLayout:
-        bins = np.asarray(n_bins, dtype=np.int64)
+        bins = np.asarray(n_bins, dtype=np.int64)  # pragma: no mutate: Python ints are int64 anyway
         widths = bins + 2
         offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         n_slots = int(widths.sum())

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
+import itertools
 import json
+import math
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +21,19 @@ from hypothesis.extra import numpy as hnp
 
 from streamdrift.baseline import (
     BASELINE_FORMAT,
+    Baseline,
+    FeatureBaseline,
     build_baseline,
     build_feature_baseline,
     check_baseline_fits,
     describe_baseline,
     load_baseline,
+    parse_baseline,
     quantile_edges,
     save_baseline,
 )
 from streamdrift.config import FeatureSpec
-from streamdrift.errors import BaselineError
+from streamdrift.errors import BaselineError, join_problems
 from streamdrift.features import categorical_column, numeric_column
 
 NUMERIC = FeatureSpec("x", ("x",), "numeric")
@@ -109,8 +122,15 @@ def test_baseline_file_round_trips_and_is_readable_json(tmp_path: Path):
     # Anyone holding the file can bin a value the documented way.
     assert int(np.searchsorted(x["edges"], 500.0, side="right")) == int(
         baseline["x"].bin(numeric_column([500.0]))[0])
-    assert "x" in describe_baseline(loaded)
-    assert "numeric" in describe_baseline(loaded)
+    # One row per feature: name, type, bins, usable and missing reference values.
+    rows = {line.split()[0]: line.split() for line in
+            describe_baseline(loaded).splitlines()[7:]}
+    assert set(rows) == {"x", "c"}
+    for name in ("x", "c"):
+        feature = loaded[name]
+        assert rows[name][1:5] == [feature.type, str(feature.n_bins), str(feature.count),
+                                   str(feature.missing)]
+    assert describe_baseline(loaded).splitlines()[4] == f"hash        {baseline.content_hash()}"
 
 
 @pytest.mark.parametrize(
@@ -153,3 +173,354 @@ def test_baseline_must_fit_the_configured_features():
         check_baseline_fits(baseline, [FeatureSpec("y", ("y",), "numeric")], "b.json")
     with pytest.raises(BaselineError, match="'x' is categorical in the config but numeric"):
         check_baseline_fits(baseline, [FeatureSpec("x", ("x",), "categorical")], "b.json")
+
+
+def _document() -> dict:
+    """A valid baseline file, written by hand: every key the format has."""
+    return {
+        "format": BASELINE_FORMAT,
+        "created_at": "2024-05-01T12:00:00Z",
+        "source": "train.parquet",
+        "smoothing": 0.5,
+        "features": {
+            "x": {"type": "numeric", "edges": [1.0, 2.0], "min": 0.0, "max": 3.0,
+                  "probabilities": [0.25, 0.5, 0.25], "counts": [1, 2, 1], "count": 4,
+                  "missing": 1, "invalid": 2},
+            "c": {"type": "categorical", "categories": ["a", "b"],
+                  "probabilities": [0.5, 0.25, 0.25], "counts": [2, 1, 1], "count": 4,
+                  "missing": 3, "invalid": 0},
+        },
+    }
+
+
+def test_parsing_reads_every_key_of_the_file():
+    document = _document()
+    baseline = parse_baseline(copy.deepcopy(document), "b.json")
+    assert (baseline.format, baseline.created_at, baseline.source, baseline.smoothing) == (
+        BASELINE_FORMAT, document["created_at"], document["source"], document["smoothing"])
+    assert list(baseline.features) == ["x", "c"]
+    for name, raw in document["features"].items():
+        feature = baseline[name]
+        assert (feature.name, feature.type, feature.missing, feature.invalid) == (
+            name, raw["type"], raw["missing"], raw["invalid"])
+        assert feature.counts.tolist() == raw["counts"]
+        assert feature.counts.dtype == np.int64
+        assert feature.probabilities.tolist() == raw["probabilities"]
+        assert feature.edges.tolist() == raw.get("edges", [])
+        assert feature.categories == tuple(raw.get("categories", ()))
+        assert (feature.minimum, feature.maximum) == (raw.get("min"), raw.get("max"))
+    # And written back, the file is the same document.
+    assert baseline.to_json() == document
+
+
+def test_optional_keys_take_their_defaults():
+    document = _document()
+    for key in ("created_at", "source", "smoothing"):
+        del document[key]
+    for raw in document["features"].values():
+        for key in ("counts", "count", "missing", "invalid", "min", "max"):
+            raw.pop(key, None)
+    baseline = parse_baseline(document, "b.json")
+    assert (baseline.created_at, baseline.source, baseline.smoothing) == ("", "", 0.5)
+    for feature in baseline.features.values():
+        assert feature.counts.tolist() == [0] * feature.n_bins
+        assert (feature.missing, feature.invalid) == (0, 0)
+        assert (feature.minimum, feature.maximum) == (None, None)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.update(smoothing=1e-9),
+    lambda d: d["features"]["x"].update(min=2.5, max=2.5),  # a constant reference value
+    lambda d: d["features"]["x"].update(counts=[0, 0, 0]),  # written without its counts
+])
+def test_edge_cases_of_valid_files_are_accepted(change):
+    document = _document()
+    change(document)
+    parse_baseline(document, "b.json")
+
+
+def _x(**changes: object):
+    return lambda d: d["features"]["x"].update(changes)
+
+
+def _c(**changes: object):
+    return lambda d: d["features"]["c"].update(changes)
+
+
+@pytest.mark.parametrize(("change", "problems"), [
+    (lambda d: d.update(format="other/v9"),
+     [f"format must be {BASELINE_FORMAT!r} (got 'other/v9')"]),
+    (lambda d: d.update(smoothing=-1), ["smoothing must be a number > 0 (got -1)"]),
+    (lambda d: d.update(smoothing=0), ["smoothing must be a number > 0 (got 0)"]),
+    (lambda d: d.update(smoothing=True), ["smoothing must be a number > 0 (got True)"]),
+    (lambda d: d.update(smoothing="0.5"), ["smoothing must be a number > 0 (got '0.5')"]),
+    (lambda d: d.update(smoothing=math.inf), ["smoothing must be a number > 0 (got inf)"]),
+    (lambda d: d.update(features={}),
+     ["features must be a non-empty object of feature name -> bins"]),
+    (lambda d: d.update(features=[1]),
+     ["features must be a non-empty object of feature name -> bins"]),
+    (lambda d: d["features"].update(x=3), ["feature 'x': must be an object"]),
+    (_x(probabilities=[0.5, "a", 0.5]),
+     ["feature 'x': probabilities must be a list of finite numbers"]),
+    (_x(probabilities=0.5), ["feature 'x': probabilities must be a list of finite numbers"]),
+    (_x(probabilities=[0.5, 0.0, 0.5]), ["feature 'x': every probability must be > 0 (smoothed)"]),
+    (_x(edges=None), ["feature 'x': edges must be a list of finite numbers"]),
+    (_x(edges=[1.0, "2"]), ["feature 'x': edges must be a list of finite numbers"]),
+    (_x(edges=[1.0, math.nan]), ["feature 'x': edges must be a list of finite numbers"]),
+    (_x(edges=[1.0, 1.0]), ["feature 'x': edges must be strictly increasing"]),
+    (_x(edges=[1.0]), ["feature 'x': needs len(edges) + 1 = 2 probabilities (got 3)"]),
+    (_x(min=None), ["feature 'x': min and max must both be numbers with min <= max "
+                    "(got None, 3.0)"]),
+    (_x(max=None), ["feature 'x': min and max must both be numbers with min <= max "
+                    "(got 0.0, None)"]),
+    (_x(min=4.0), ["feature 'x': min and max must both be numbers with min <= max "
+                   "(got 4.0, 3.0)"]),
+    (_x(min="0"), ["feature 'x': min and max must both be numbers with min <= max "
+                   "(got '0', 3.0)"]),
+    (_c(categories=None), ["feature 'c': categories must be a list of strings"]),
+    (_c(categories=["a", 1]), ["feature 'c': categories must be a list of strings"]),
+    (_c(categories=["a", "a"]), ["feature 'c': categories must not repeat"]),
+    (_c(categories=["a"]), ["feature 'c': needs len(categories) + 1 = 2 probabilities, the "
+                            "last for other categories (got 3)"]),
+    (_x(counts=[1, -1, 1]), ["feature 'x': counts must be a list of non-negative integers"]),
+    (_x(counts=[1, True, 1]), ["feature 'x': counts must be a list of non-negative integers"]),
+    (_x(counts="4"), ["feature 'x': counts must be a list of non-negative integers"]),
+    (_x(counts=[2, 2]), ["feature 'x': counts must have one entry per probability (got 2)"]),
+    (_x(missing=-1), ["feature 'x': missing must be a non-negative integer (got -1)"]),
+    (_x(invalid=1.5), ["feature 'x': invalid must be a non-negative integer (got 1.5)"]),
+    (_x(count=7), ["feature 'x': count 7 differs from the sum of counts 4"]),
+    # Every problem is reported, feature by feature.
+    (lambda d: (d.update(smoothing=-1), d["features"]["c"].update(missing=None)),
+     ["smoothing must be a number > 0 (got -1)",
+      "feature 'c': missing must be a non-negative integer (got None)"]),
+])
+def test_every_problem_of_a_file_is_named(change, problems):
+    document = _document()
+    change(document)
+    with pytest.raises(BaselineError) as raised:
+        parse_baseline(document, "b.json")
+    assert str(raised.value) == join_problems("invalid baseline b.json:", problems)
+
+
+def test_probabilities_must_sum_to_one_within_rounding():
+    document = _document()
+    document["features"]["x"]["probabilities"] = [0.25, 0.5, 0.25 + 2e-6]
+    with pytest.raises(BaselineError) as raised:
+        parse_baseline(document, "b.json")
+    total = math.fsum(document["features"]["x"]["probabilities"])
+    assert str(raised.value) == (
+        f"invalid baseline b.json: feature 'x': probabilities must sum to 1 (got {total!r})")
+    document["features"]["x"]["probabilities"] = [0.25, 0.5, 0.25 + 1e-7]
+    parse_baseline(document, "b.json")
+
+
+def test_a_document_that_is_not_an_object_is_refused():
+    with pytest.raises(BaselineError) as raised:
+        parse_baseline([], "b.json")
+    assert str(raised.value) == "baseline b.json: must be a JSON object"
+
+
+def test_loading_names_the_file(tmp_path: Path):
+    path = tmp_path / "b.json"
+    document = _document()
+    document["format"] = "other/v9"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(BaselineError) as raised:
+        load_baseline(path)
+    assert str(raised.value).startswith(f"invalid baseline {path}: format must be")
+
+
+def test_a_baseline_read_back_has_the_same_bins(tmp_path: Path):
+    baseline = _two_feature_baseline()
+    save_baseline(baseline, tmp_path / "b.json")
+    loaded = load_baseline(tmp_path / "b.json")
+    for name in ("x", "c"):
+        assert loaded[name].same_bins(baseline[name])
+    x, c = baseline["x"], baseline["c"]
+    assert not x.same_bins(c)
+    assert not x.same_bins(dataclasses.replace(x, edges=x.edges[1:]))
+    assert not c.same_bins(dataclasses.replace(c, categories=c.categories[::-1]))
+    assert not c.same_bins(dataclasses.replace(c, type="numeric"))
+    # The probabilities may differ.
+    assert c.same_bins(dataclasses.replace(c, probabilities=c.probabilities[::-1]))
+
+
+def test_bins_are_integer_indices_for_both_types():
+    baseline = _two_feature_baseline()
+    assert baseline["x"].bin(numeric_column([1.0, 500.0])).dtype == np.int64
+    assert baseline["c"].bin(categorical_column(["a", "z"])).dtype == np.int64
+
+
+def test_out_of_range_needs_a_recorded_range():
+    baseline = _two_feature_baseline()
+    column = numeric_column([-5.0, 50.0, 5000.0])
+    assert baseline["x"].out_of_range(column) == 2
+    no_range = dataclasses.replace(baseline["x"], minimum=None, maximum=None)
+    assert no_range.out_of_range(column) == 0
+    assert baseline["c"].out_of_range(categorical_column(["a"])) == 0
+
+
+def test_reference_values_are_counted_by_state():
+    values = [3.0, None, "3", 1.0, math.inf, float("nan"), 2.0, {"a": 1}]
+    feature = build_feature_baseline(NUMERIC, numeric_column(values), 20, 50, 0.5)
+    assert (feature.name, feature.count, feature.missing, feature.invalid) == ("x", 3, 2, 3)
+    assert feature.counts.dtype == np.int64
+    assert feature.missing_ratio == 2 / 8
+    labels = ["a", None, 3, ["a"], "b", None, "a"]
+    feature = build_feature_baseline(CATEGORICAL, categorical_column(labels), 20, 50, 0.5)
+    assert (feature.name, feature.count, feature.missing, feature.invalid) == ("c", 4, 2, 1)
+    assert feature.counts.dtype == np.int64
+
+
+@given(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=60), st.integers(1, 8))
+def test_kept_categories_are_the_most_frequent_ties_broken_by_name(labels, max_categories):
+    feature = build_feature_baseline(CATEGORICAL, categorical_column(labels), 20,
+                                     max_categories, 0.5)
+    frequency = Counter(labels)
+    kept = feature.categories
+    assert len(kept) == min(max_categories, len(frequency))
+    assert feature.counts.tolist() == [frequency[c] for c in kept] + [
+        len(labels) - sum(frequency[c] for c in kept)]
+    # Listed from the most frequent; any category left out is rarer, or as frequent and later
+    # in name order, than every one kept.
+    assert [frequency[c] for c in kept] == sorted((frequency[c] for c in kept), reverse=True)
+    for left_out in set(frequency) - set(kept):
+        for category in kept:
+            assert (frequency[left_out], category) < (frequency[category], left_out)
+    for first, second in itertools.pairwise(kept):
+        assert frequency[first] > frequency[second] or first < second
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=8, unique=True), st.data())
+def test_a_feature_with_at_most_bins_distinct_values_gets_one_bin_per_value(distinct, data):
+    # As many bins as values, or a few more: the boundary between the two ways of binning.
+    bins = data.draw(st.integers(max(2, len(distinct)), len(distinct) + 2))
+    repeats = data.draw(st.lists(st.integers(1, 40), min_size=len(distinct),
+                                 max_size=len(distinct)))
+    values = np.repeat(np.array(distinct), repeats)
+    values = data.draw(st.permutations(values.tolist()))
+    assert quantile_edges(np.array(values), bins).tolist() == sorted(distinct)[1:]
+
+
+@pytest.mark.parametrize(("values", "bins"), [
+    ([0.0, 5.0], 2),
+    ([0.0, 1.0] + [2.0] * 40, 3),  # equal-frequency edges would merge 0 and 1
+])
+def test_as_many_bins_as_values_give_one_bin_per_value(values, bins):
+    assert quantile_edges(np.array(values), bins).tolist() == sorted(set(values))[1:]
+
+
+def test_build_baseline_keeps_the_configured_number_of_categories_and_stamps_the_time():
+    before = datetime.now(UTC).replace(microsecond=0)
+    columns = {"x": numeric_column([1.0, 2.0, 3.0]),
+               "c": categorical_column(["a", "b", "b", "c", "c", "c"])}
+    baseline = build_baseline([NUMERIC, CATEGORICAL], columns, {"x": 8, "c": 8}, 2, 0.25,
+                              "train.csv")
+    after = datetime.now(UTC)
+    assert baseline["c"].categories == ("c", "b")
+    assert (baseline.source, baseline.smoothing) == ("train.csv", 0.25)
+    # UTC to the second, written with a Z.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", baseline.created_at)
+    created = datetime.fromisoformat(baseline.created_at)
+    assert created.tzinfo is not None
+    assert before <= created <= after
+
+
+def test_saving_creates_the_folder_and_writes_indented_json(tmp_path: Path):
+    path = tmp_path / "new" / "folder" / "b.json"
+    baseline = _two_feature_baseline()
+    save_baseline(baseline, path)
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == baseline.to_json()
+    # Indented by two, ending with a newline: a diff of two baselines reads line by line.
+    assert text.splitlines()[1] == f'  "format": "{BASELINE_FORMAT}",'
+    assert text.endswith("}\n")
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def test_saving_writes_a_hidden_file_beside_the_target_and_renames_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "b.json"
+    renames: list[tuple[Path, Path]] = []
+    replace = os.replace
+
+    def recording_replace(source: str, target: Path) -> None:
+        renames.append((Path(source), Path(target)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    save_baseline(_two_feature_baseline(), path)
+    [(temporary, target)] = renames
+    assert target == path
+    assert temporary.parent == path.parent  # the same file system: the rename is atomic
+    assert temporary.name.startswith(".b.json.")
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def failing_replace(source: str, target: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        save_baseline(_two_feature_baseline(), tmp_path / "b.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_baseline_that_does_not_fit_names_every_problem():
+    baseline = _two_feature_baseline()
+    with pytest.raises(BaselineError) as raised:
+        check_baseline_fits(baseline, [FeatureSpec("y", ("y",), "numeric"),
+                                       FeatureSpec("x", ("x",), "categorical")], "b.json")
+    assert str(raised.value) == join_problems("baseline b.json does not fit the config:", [
+        "feature 'y' is configured but not in the baseline; rebuild it with "
+        "`streamdrift baseline build`",
+        "feature 'x' is categorical in the config but numeric in the baseline"])
+
+
+def test_the_summary_shows_each_feature_s_shape():
+    ranged = FeatureBaseline("amount", "numeric", np.array([1, 2, 1]),
+                             np.array([0.25, 0.5, 0.25]), missing=4,
+                             edges=np.array([1.0, 2.0]), minimum=0.5, maximum=1234567.0)
+    bare = FeatureBaseline("score", "numeric", np.array([1, 1]), np.array([0.5, 0.5]),
+                           edges=np.array([0.0]))
+    tier = FeatureBaseline("tier", "categorical", np.array([1, 4, 2, 3, 0]),
+                           np.array([0.1, 0.4, 0.2, 0.25, 0.05]),
+                           categories=("a", "b", "c", "d"))
+    baseline = Baseline({"amount": ranged, "score": bare, "tier": tier},
+                        "2024-05-01T12:00:00Z", "train.csv", 0.5)
+    assert describe_baseline(baseline).splitlines() == [
+        f"format      {BASELINE_FORMAT}",
+        "created_at  2024-05-01T12:00:00Z",
+        "source      train.csv",
+        "smoothing   0.5",
+        f"hash        {baseline.content_hash()}",
+        "",
+        "feature                  type          bins      count  missing  shape",
+        "amount                   numeric          3          4        4  range [0.5, 1.23457e+06]",
+        "score                    numeric          2          2        0  1 edges",
+        "tier                     categorical      5         10        0  b 40%, d 25%, c 20%"
+        " ... other 5.0%",
+    ]
+
+
+def test_a_baseline_file_is_read_as_utf_8_whatever_the_locale(tmp_path: Path):
+    """A file written by hand or by another tool may hold any text unescaped: it is read as
+    UTF-8 even where the locale's encoding is ASCII (C locale, without Python's UTF-8 mode).
+    (Files streamdrift writes are ASCII: json.dumps escapes the rest.)"""
+    document = _document()
+    document["features"]["c"]["categories"] = ["São Paulo", "Zürich"]
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    assert load_baseline(path)["c"].categories == ("São Paulo", "Zürich")
+    script = (
+        "import sys\n"
+        "from streamdrift.baseline import load_baseline\n"
+        "assert not sys.flags.utf8_mode\n"
+        "print(ascii(load_baseline(__import__('pathlib').Path(sys.argv[1]))['c'].categories))\n"
+    )
+    environment = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+                   "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run([sys.executable, "-c", script, str(path)], env=environment,
+                            cwd=Path.cwd(), capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ascii(("São Paulo", "Zürich"))

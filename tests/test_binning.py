@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,10 +35,11 @@ def features_and_rows(draw: st.DrawFn) -> tuple[list[FeatureBaseline], TypedRows
                 f"n{index}", "numeric", np.ones(n_bins, dtype=np.int64),
                 np.full(n_bins, 1 / n_bins), edges=np.array(edges, dtype=np.float64),
                 minimum=-4.0 if ranged else None, maximum=4.5 if ranged else None))
-            # Values on the edges, between them, outside the range, and missing.
+            # Values on the edges, between them, on the range's ends, outside it, missing.
             numeric_columns.append(draw(st.lists(
                 st.one_of(st.integers(-7, 7).map(float), st.floats(-7, 7),
-                          st.just(float("nan"))), min_size=count, max_size=count)))
+                          st.sampled_from([-4.0, 4.5]), st.just(float("nan"))),
+                min_size=count, max_size=count)))
         else:
             known = tuple(draw(st.lists(st.sampled_from(CATEGORIES), max_size=3,
                                         unique=True)))
@@ -104,3 +106,37 @@ def test_binning_equals_a_per_value_oracle(case):
         assert binned.states[index, STATUS_MISSING] == missing
         assert binned.states[index, STATUS_OK] == len(rows) - missing
         assert binned.out_of_range[index] == outside
+
+
+def _two_feature_binner() -> SlotBinner:
+    features = [
+        FeatureBaseline("n", "numeric", np.ones(2, dtype=np.int64), np.full(2, 0.5),
+                        edges=np.array([0.0])),
+        FeatureBaseline("c", "categorical", np.ones(2, dtype=np.int64), np.full(2, 0.5),
+                        categories=("gold",)),
+    ]
+    return SlotBinner(features, SlotLayout.from_bins([2, 2]))
+
+
+@pytest.mark.parametrize("rows", [
+    TypedRows(np.zeros((1, 1)), [("gold",)], (2,), (1,)),  # the numeric one is not n
+    TypedRows(np.zeros((1, 1)), [("gold",)], (0,), (2,)),  # the categorical one is not c
+    TypedRows(np.zeros((1, 0)), [("gold",), ("gold",)], (), (0, 1)),  # n is not categorical
+])
+def test_rows_of_other_features_are_refused(rows):
+    with pytest.raises(ValueError, match=r"^the rows do not hold this binner's features$"):
+        _two_feature_binner().bin_typed(rows)
+
+
+def test_rows_missing_a_category_column_are_refused():
+    rows = TypedRows(np.zeros((1, 1)), [], (0,), (1,))
+    with pytest.raises(ValueError, match="zip"):
+        _two_feature_binner().bin_typed(rows)
+
+
+def test_columns_must_be_one_per_feature():
+    binner = _two_feature_binner()
+    columns = TypedRows(np.zeros((3, 1)), [("gold", None, "x")], (0,), (1,)).columns()
+    assert binner.bin_columns(columns).slots.shape == (2, 3)
+    with pytest.raises(ValueError, match="zip"):
+        binner.bin_columns(columns[:1])

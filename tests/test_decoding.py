@@ -18,3 +18,10 @@ def test_every_rejected_message_is_counted_by_reason():
 def test_deeply_nested_json_is_rejected_not_a_crash():
     batch = MessageDecoder(10**7).decode([b"[" * 100_000 + b"]" * 100_000])
     assert sum(batch.rejected.values()) == 1
+
+
+def test_a_message_of_exactly_max_bytes_is_accepted():
+    payload = b'{"a": 1}'
+    batch = MessageDecoder(max_bytes=len(payload)).decode([payload, payload + b" "])
+    assert batch.positions == [0]
+    assert batch.rejections == [(1, "oversized")]

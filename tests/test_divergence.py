@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import entropy, power_divergence
+from hypothesis.extra import numpy as hnp
+from scipy.stats import chi2, entropy, power_divergence
 
-from streamdrift.divergence import IncrementalKL, divergences, g_test_p_value, xlogx
+from streamdrift.divergence import (
+    IncrementalKL,
+    _CompensatedSum,
+    divergences,
+    g_test_p_value,
+    xlogx,
+)
 from streamdrift.sketch import SlotLayout, WindowedHistogram
 from tests.strategies import (
     count_vectors,
@@ -144,3 +151,49 @@ def test_incremental_kl_stays_exact_after_a_million_pane_rotations():
     assert histogram.newest_pane == rotations - 1
     expected = _batch_kl(np.asarray(histogram.counts), layout, q_by_slot)
     np.testing.assert_allclose(kl.values(), expected, rtol=1e-9)
+
+
+def test_a_single_bin_has_p_value_one_whatever_g():
+    g = np.array([0.0, 0.5, 7.0, 1e6])
+    np.testing.assert_array_equal(g_test_p_value(g, np.ones(4, dtype=np.int64)), 1.0)
+    # With more bins the same G is the chi-square tail with B - 1 degrees of freedom.
+    np.testing.assert_allclose(g_test_p_value(g, np.full(4, 3)), chi2.sf(g, 2), rtol=1e-12)
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 30),
+                  elements=st.floats(0.0, 1e6, allow_nan=False, allow_subnormal=False)))
+def test_xlogx_is_x_ln_x_for_every_non_negative_real(values):
+    # Fractions below 1 included: their terms are negative.
+    expected = [0.0 if v == 0 else v * math.log(v) for v in values.tolist()]
+    assert xlogx(values) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
+@st.composite
+def cancelling_sums(draw: st.DrawFn) -> list[float]:
+    """Small terms between huge ones that cancel: a plain running sum loses the small ones."""
+    huge = draw(st.floats(1e12, 1e300))
+    small = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=20))
+    terms = [huge, *small, -huge, *draw(st.lists(st.floats(-1e3, 1e3), max_size=5))]
+    return draw(st.permutations(terms))
+
+
+@given(cancelling_sums())
+def test_compensated_sum_keeps_what_a_plain_sum_loses(terms):
+    """Neumaier's bound: the error is at most about 2u|S| + n^2 u^2 sum|x_i|, so against
+    math.fsum the sum is exact to a few ulps of the result, however large the terms were."""
+    total = _CompensatedSum(2)
+    for term in terms:
+        total.add(np.array([term, -term]))
+    exact = math.fsum(terms)
+    bound = 4 * np.finfo(float).eps * abs(exact) + len(terms) ** 2 * np.finfo(
+        float).eps ** 2 * math.fsum(abs(t) for t in terms)
+    assert abs(total.value()[0] - exact) <= bound
+    assert abs(total.value()[1] + exact) <= bound
+
+
+def test_compensated_sum_recovers_terms_below_the_rounding_of_the_total():
+    total = _CompensatedSum(1)
+    terms = [1.0, 1e100, 1.0, -1e100]
+    for term in terms:
+        total.add(np.array([term]))
+    assert total.value()[0] == math.fsum(terms) == 2.0

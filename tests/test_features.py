@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from streamdrift.config import FeatureSpec
 from streamdrift.decoding import MessageDecoder
@@ -11,6 +12,8 @@ from streamdrift.features import (
     STATUS_NON_FINITE,
     STATUS_OK,
     STATUS_WRONG_TYPE,
+    TypedRows,
+    categorical_column,
     count_invalid_values,
     extract_features,
     numeric_column,
@@ -54,3 +57,23 @@ def test_fast_and_careful_numeric_paths_agree():
     np.testing.assert_array_equal(fast.values, careful.values[:201])
     np.testing.assert_array_equal(fast.status, careful.status[:201])
     assert numeric_column([10**400]).status.tolist() == [STATUS_NON_FINITE]
+
+
+def test_categories_spell_both_booleans_and_refuse_non_finite_numbers():
+    column = categorical_column([True, False, float("nan"), float("inf"), -float("inf"), 2.0])
+    assert column.status.tolist() == [STATUS_OK, STATUS_OK, STATUS_MISSING, STATUS_WRONG_TYPE,
+                                      STATUS_WRONG_TYPE, STATUS_OK]
+    # Unusable values hold the documented placeholder.
+    assert column.values.tolist() == ["true", "false", "", "", "", "2"]
+
+
+def test_a_column_without_unusable_values_has_no_invalid_reason():
+    assert count_invalid_values(numeric_column([1.0, 2.0]).status) == {}
+    assert count_invalid_values(numeric_column([1.0, None]).status) == {}
+    assert count_invalid_values(numeric_column([1.0, "a"]).status) == {"wrong_type": 1}
+
+
+def test_typed_rows_refuse_categories_that_do_not_match_their_features():
+    rows = TypedRows(np.zeros((2, 0)), [("a", "b")], (), (0, 1))
+    with pytest.raises(ValueError, match="zip"):
+        rows.columns()

@@ -73,9 +73,8 @@ def test_generator_output_matches_committed_files(tmp_path):
     assert written == set(GENERATED)
 
 
-def test_generator_is_importable_and_deterministic(tmp_path):
+def test_generator_is_importable_and_writes_where_it_is_told(tmp_path):
     generator = load_generator()
-    assert generator.render_all() == generator.render_all()
     assert generator.dashboard_json() == (GRAFANA / GENERATED[0]).read_text(encoding="utf-8")
     # Importing it wrote nothing; main() writes where it is told.
     assert generator.main(["--output-dir", str(tmp_path)]) == 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import entropy
+from scipy.stats import entropy, power_divergence
 
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
@@ -97,6 +100,14 @@ def test_report_equals_batch_computation_over_the_window(values, batch_size):
             assert feature.kl == pytest.approx(entropy(counts, q), rel=1e-9, abs=1e-12)
             assert feature.js == pytest.approx(js_oracle(counts / len(bins), q),
                                                rel=1e-7, abs=1e-12)
+            # PSI is the symmetric KL of the smoothed window and the baseline.
+            smoothed = (counts + 0.5) / (len(bins) + 0.5 * len(counts))
+            assert feature.psi == pytest.approx(entropy(smoothed, q) + entropy(q, smoothed),
+                                                rel=1e-9, abs=1e-12)
+            # The G-test of the window's counts against the baseline's probabilities.
+            expected_p = power_divergence(counts, len(bins) * q,
+                                          lambda_="log-likelihood").pvalue
+            assert feature.p_value == pytest.approx(expected_p, rel=1e-6, abs=1e-12)
             assert feature.drift == (feature.kl is not None and feature.kl > 0.1)
         missing = sum(1 for m in window if m["order"]["amount"] is None
                       or m["order"]["amount"] != m["order"]["amount"])
@@ -128,6 +139,139 @@ def test_totals_count_every_value_by_its_fate():
     assert channel.unseen_total == 1  # "tv" is not among the baseline's categories
     assert channel.invalid_values_total == {"wrong_type": 1, "non_finite": 0}
     assert channel.missing_total == 1
+
+
+def _stream(count: int, seed: int, shift: float = 0.0) -> list[bytes]:
+    """``count`` messages: gamma amounts (shifted), channels from all five, a few missing."""
+    rng = np.random.default_rng(seed)
+    amounts = rng.gamma(2.0, 10.0, count) + shift
+    channels = rng.choice(CHANNELS, count)
+    return [json.dumps({"order": {"amount": None if i % 17 == 0 else float(a)},
+                        "channel": str(c)}).encode()
+            for i, (a, c) in enumerate(zip(amounts, channels, strict=True))]
+
+
+def _reweighted(baseline: Baseline, seed: int) -> Baseline:
+    """The same bins with other reference counts, smoothed the same way."""
+    rng = np.random.default_rng(seed)
+    features = {}
+    for name, feature in baseline.features.items():
+        counts = rng.integers(1, 200, feature.n_bins)
+        probabilities = (counts + baseline.smoothing) / (
+            counts.sum() + baseline.smoothing * feature.n_bins)
+        features[name] = dataclasses.replace(feature, counts=counts,
+                                             probabilities=probabilities)
+    return Baseline(features, "2024-06-01T00:00:00+00:00", "reweighted", baseline.smoothing)
+
+
+def _divergences(report) -> dict[str, tuple]:
+    return {name: (f.kl, f.js, f.psi, f.p_value, f.status, f.window_counts)
+            for name, f in report.features.items()}
+
+
+def _assert_same_divergences(actual, expected) -> None:
+    for name, values in expected.items():
+        *numbers, status, counts = values
+        *got, got_status, got_counts = actual[name]
+        assert got_counts == counts, name
+        assert got_status == status, name
+        assert got == pytest.approx(numbers, rel=1e-9, abs=1e-12), name
+
+
+def test_the_threshold_itself_is_not_drift():
+    """``drift`` means KL strictly above the threshold: at exactly the threshold, no flag."""
+    config = _config(window={"size": 400, "panes": 4}, divergence={"min_samples": 50})
+    baseline = _baseline(config)
+    payloads = _stream(300, seed=4, shift=6.0)
+    probe = DriftMonitor(config, baseline)
+    probe.process_payloads(payloads)
+    kl = probe.report().features["amount"].kl
+    assert kl is not None
+    assert kl > 0
+
+    def status_at(threshold: float) -> str:
+        amount, channel = cast(list[dict[str, object]], CONFIG["features"])
+        features = [{**amount, "threshold": threshold}, channel]
+        monitor = DriftMonitor(_config(window={"size": 400, "panes": 4}, features=features,
+                                       divergence={"min_samples": 50}), baseline)
+        monitor.process_payloads(payloads)
+        feature = monitor.report().features["amount"]
+        assert feature.kl == kl  # the same messages give the very same number
+        return feature.status
+
+    assert status_at(kl) == "ok"
+    assert status_at(math.nextafter(kl, -math.inf)) == "drift"
+    assert status_at(math.nextafter(kl, math.inf)) == "ok"
+
+
+def test_refilled_messages_fill_the_window_without_being_counted():
+    config = _config(window={"size": 200, "panes": 4})
+    baseline = _baseline(config)
+    history = [*_stream(500, seed=1), b"not json", b'{"order": {"amount": "x"}}']
+    later = _stream(120, seed=2, shift=3.0)
+    refilled = DriftMonitor(config, baseline)
+    refilled.refill(history)
+    report = refilled.report()
+    assert report.messages == 0
+    assert report.invalid == 0
+    assert report.panes_closed > 0  # the detectors saw the panes go by
+    for feature in report.features.values():
+        assert sum(feature.bin_totals) == 0
+        assert feature.missing_total == feature.unseen_total == feature.out_of_range_total == 0
+        assert sum(feature.invalid_values_total.values()) == 0
+        assert feature.change_points == 0
+    # The window is the one a monitor that read the history itself would have.
+    uninterrupted = DriftMonitor(config, baseline)
+    uninterrupted.process_payloads(history)
+    _assert_same_divergences(_divergences(report), _divergences(uninterrupted.report()))
+
+    # Messages after the refill are counted, and only they.
+    refilled.process_payloads(later)
+    uninterrupted.process_payloads(later)
+    after = refilled.report()
+    assert after.messages == len(later)
+    only_later = DriftMonitor(config, baseline)
+    only_later.process_payloads(later)
+    for name, feature in after.features.items():
+        assert feature.bin_totals == only_later.report().features[name].bin_totals
+    _assert_same_divergences(_divergences(after), _divergences(uninterrupted.report()))
+
+
+@pytest.mark.parametrize("window", [{"size": 200, "panes": 4},
+                                    {"size": "40s", "panes": 4, "time_field": "ts"}])
+def test_a_new_baseline_with_the_same_bins_equals_a_fresh_monitor_on_it(window):
+    config = _config(window=window)
+    old = _baseline(config)
+    new = _reweighted(old, seed=8)
+    assert all(old[name].same_bins(new[name]) for name in ("amount", "channel"))
+    payloads = _stream(700, seed=3, shift=2.0)
+    if "time_field" in window:
+        payloads = [json.dumps({**json.loads(p), "ts": i / 10}).encode()
+                    for i, p in enumerate(payloads)]
+    swapped = DriftMonitor(config, old)
+    fresh = DriftMonitor(config, new)
+    for start in range(0, 700, 64):  # the window slides before and after the swap
+        if start == 384:
+            assert swapped.swap_baseline(new)
+        swapped.process_payloads(payloads[start:start + 64])
+        fresh.process_payloads(payloads[start:start + 64])
+        if start >= 384:
+            _assert_same_divergences(_divergences(swapped.report()),
+                                     _divergences(fresh.report()))
+    assert swapped.report().baseline_hash == new.content_hash()
+
+
+def test_a_new_baseline_with_other_bins_is_refused_and_changes_nothing():
+    config = _config()
+    old = _baseline(config)
+    other = _baseline(config, seed=11)
+    assert not old["amount"].same_bins(other["amount"])
+    monitor = DriftMonitor(config, old)
+    monitor.process_payloads(_stream(10, seed=5))
+    before = _divergences(monitor.report())
+    assert not monitor.swap_baseline(other)
+    assert monitor.baseline is old
+    assert _divergences(monitor.report()) == before
 
 
 def test_event_time_window_uses_the_time_field_and_counts_late_and_bad_times():
@@ -178,3 +322,327 @@ def test_a_change_detector_flags_the_drift_and_stays_quiet_before_it():
     assert after.features["amount"].change_points >= 1
     assert after.features["amount"].drift
     assert after.panes_closed == 119
+
+
+def _mixed_messages(count: int, seed: int) -> list[dict]:
+    """Amounts over and beyond the reference range, some missing or of a wrong type;
+    channels known, unseen, missing or not text."""
+    rng = np.random.default_rng(seed)
+    amounts: list[object] = rng.gamma(2.0, 12.0, count).round(3).tolist()
+    channels: list[object] = rng.choice(CHANNELS, count).tolist()
+    for index in range(0, count, 7):
+        amounts[index] = None
+    for index in range(3, count, 11):
+        amounts[index] = "12"
+    for index in range(5, count, 13):
+        channels[index] = None if index % 2 else ["web"]
+    return [{"order": {"amount": a}, "channel": c}
+            for a, c in zip(amounts, channels, strict=True)]
+
+
+def _psi_oracle(counts: np.ndarray, q: np.ndarray, alpha: float) -> float:
+    smoothed = (counts + alpha) / (counts.sum() + alpha * len(counts))
+    return float(np.sum((smoothed - q) * np.log(smoothed / q)))
+
+
+def test_report_fields_equal_their_oracles_and_its_json_holds_them():
+    from scipy.stats import power_divergence
+
+    from streamdrift.config import format_duration
+
+    for window, expected_window in [({"size": 200, "panes": 4}, "200 messages, 4 panes"),
+                                    ({"size": "90s", "panes": 3},
+                                     f"{format_duration(90.0)}, 3 panes")]:
+        config = _config(window=window, divergence={"threshold": 0.05, "min_samples": 20})
+        baseline = _baseline(config)
+        monitor = DriftMonitor(config, baseline)
+        messages = _mixed_messages(150, seed=7)
+        monitor.process_payloads([json.dumps(m).encode() for m in messages],
+                                 record_timestamps_s=np.linspace(0.0, 20.0, len(messages)))
+        report = monitor.report()
+        assert report.window == expected_window
+        assert report.baseline_hash == baseline.content_hash()
+        assert report.baseline_created_at == baseline.created_at
+        for spec in config.features:
+            feature = report.features[spec.name]
+            reference = baseline[spec.name]
+            counts = np.array(feature.window_counts)
+            assert (feature.name, feature.type) == (spec.name, spec.type)
+            assert (feature.threshold, feature.min_samples) == (0.05, 20)
+            assert feature.baseline_missing_ratio == reference.missing_ratio
+            assert feature.status == ("drift" if feature.kl is not None and feature.kl > 0.05
+                                      else "ok")
+            q = reference.probabilities
+            assert feature.psi == pytest.approx(_psi_oracle(counts, q, baseline.smoothing),
+                                                rel=1e-9)
+            g_test = power_divergence(counts, counts.sum() * q, lambda_="log-likelihood")
+            assert feature.p_value == pytest.approx(g_test.pvalue, rel=1e-6, abs=1e-300)
+            others = counts.sum() - counts[:-1].sum() if spec.type == "categorical" else 0
+            assert feature.unseen_total == others
+        # The JSON report: every field, as plain JSON values, counters as integers.
+        document = report.to_json()
+        assert json.loads(json.dumps(document)) == document
+        assert document["messages"] == report.messages == len(messages)
+        assert document["invalid"] == report.invalid
+        assert document["invalid_reasons"] == dict(sorted(report.invalid_reasons.items()))
+        assert document["late"] == report.late
+        assert document["window"] == {"description": report.window,
+                                      "messages": report.window_messages,
+                                      "panes_closed": report.panes_closed}
+        assert document["baseline"] == {"hash": report.baseline_hash,
+                                        "created_at": report.baseline_created_at}
+        assert document["drifted"] == report.drifted
+        for name, feature in report.features.items():
+            entry = document["features"][name]
+            for key in ("type", "status", "drift", "kl", "js", "psi", "p_value", "threshold",
+                        "samples", "missing", "invalid", "missing_ratio",
+                        "baseline_missing_ratio", "change_points", "unseen_total",
+                        "out_of_range_total"):
+                assert entry[key] == getattr(feature, key), key
+            assert entry["invalid_values_total"] == dict(feature.invalid_values_total)
+            assert entry["window_counts"] == list(feature.window_counts)
+            for total in (feature.change_points, feature.unseen_total,
+                          feature.out_of_range_total, feature.missing_total,
+                          *feature.bin_totals, *feature.invalid_values_total.values()):
+                assert type(total) is int
+
+
+def test_an_empty_window_reports_no_divergence():
+    config = _config()
+    report = DriftMonitor(config, _baseline(config)).report()
+    assert (report.messages, report.window_messages, report.drifted) == (0, 0, [])
+    for feature in report.features.values():
+        assert feature.status == "insufficient_data"
+        assert (feature.kl, feature.js, feature.psi, feature.p_value) == (None,) * 4
+        assert feature.missing_ratio is None
+        assert feature.samples == 0
+
+
+def test_too_few_values_give_no_divergence():
+    config = _config(divergence={"threshold": 0.1, "min_samples": 50})
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.process_payloads([json.dumps(m).encode() for m in _mixed_messages(12, seed=1)])
+    for feature in monitor.report().features.values():
+        assert 0 < feature.samples < 50
+        assert feature.status == "insufficient_data"
+        assert (feature.kl, feature.js, feature.psi, feature.p_value) == (None,) * 4
+
+
+def test_running_totals_add_up_over_batches():
+    config = _config()
+    baseline = _baseline(config)
+    payloads = [json.dumps(m).encode() for m in _mixed_messages(40, seed=3)]
+    payloads += [b'{"order": {"amount": 1e9}, "channel": "tv"}', b'{"order": {"amount": -5}}']
+    once = DriftMonitor(config, baseline)
+    once.process_payloads(payloads)
+    twice = DriftMonitor(config, baseline)
+    twice.process_payloads(payloads)
+    twice.process_payloads(payloads)
+    for name, feature in once.report().features.items():
+        again = twice.report().features[name]
+        assert again.bin_totals == tuple(2 * t for t in feature.bin_totals)
+        assert again.missing_total == 2 * feature.missing_total
+        assert again.unseen_total == 2 * feature.unseen_total
+        assert again.out_of_range_total == 2 * feature.out_of_range_total
+        assert again.invalid_values_total == {
+            reason: 2 * count for reason, count in feature.invalid_values_total.items()}
+    assert once.report().features["amount"].out_of_range_total >= 2
+
+
+def test_columns_are_counted_like_the_same_messages():
+    config = _config(window={"size": 40, "panes": 4})
+    baseline = _baseline(config)
+    messages = _mixed_messages(130, seed=5)
+    from_payloads = DriftMonitor(config, baseline)
+    from_columns = DriftMonitor(config, baseline)
+    for start in range(0, len(messages), 25):
+        batch = messages[start:start + 25]
+        from_payloads.process_payloads([json.dumps(m).encode() for m in batch])
+        from_columns.process_columns(extract_features(batch, config.features))
+        expected, report = from_payloads.report(), from_columns.report()
+        assert (report.messages, report.window_messages, report.panes_closed) == (
+            expected.messages, expected.window_messages, expected.panes_closed)
+        for name, feature in report.features.items():
+            assert dataclasses.asdict(feature) == dataclasses.asdict(expected.features[name])
+
+
+def test_columns_need_a_count_window():
+    config = _config(window={"size": "4s", "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    columns = extract_features([{"order": {"amount": 1.0}, "channel": "web"}], config.features)
+    with pytest.raises(ValueError, match=r"^process_columns needs a count window "
+                                         r"\(window\.size in messages\)$"):
+        monitor.process_columns(columns)
+
+
+def test_messages_refused_before_decoding_are_counted():
+    config = _config()
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.process_payloads([b"[]"])
+    monitor.reject("oversized", 3)
+    monitor.reject("oversized")
+    monitor.reject("empty")
+    report = monitor.report()
+    assert report.messages == 6
+    assert report.invalid == 6
+    assert report.invalid_reasons == {"not_object": 1, "oversized": 4, "empty": 1}
+
+
+def test_a_baseline_that_does_not_fit_is_refused_by_its_name():
+    from streamdrift.errors import BaselineError
+
+    config = _config()
+    right = _baseline(config)
+    wrong = Baseline({**right.features,
+                      "amount": dataclasses.replace(right["amount"], type="categorical")},
+                     right.created_at, right.source, right.smoothing)
+    with pytest.raises(BaselineError, match=r"^baseline b\.json does not fit the config: "
+                                            r"feature 'amount' is numeric"):
+        DriftMonitor(config, wrong, "b.json")
+    with pytest.raises(BaselineError, match=r"^baseline baseline does not fit"):
+        DriftMonitor(config, wrong)
+    monitor = DriftMonitor(config, _baseline(config))
+    with pytest.raises(BaselineError, match=r"^baseline new\.json does not fit"):
+        monitor.swap_baseline(wrong, "new.json")
+    with pytest.raises(BaselineError, match=r"^baseline baseline does not fit"):
+        monitor.swap_baseline(wrong)
+
+
+class _RecordingDetector:
+    """Records the series it is fed and reports a change at every value."""
+
+    def __init__(self) -> None:
+        self.series: list[float] = []
+
+    def update(self, x: float) -> None:
+        self.series.append(x)
+
+    @property
+    def drift_detected(self) -> bool:
+        return True
+
+
+def test_each_detector_sees_its_kl_over_threshold_at_every_pane_close_with_enough_values():
+    features = [{"name": "amount", "path": "order.amount", "type": "numeric", "bins": 6,
+                 "threshold": 0.2},
+                {"name": "channel", "type": "categorical", "threshold": 0.05}]
+    config = _config(features=features, window={"size": 400, "panes": 4},
+                     divergence={"min_samples": 100})
+    baseline = _baseline(config)
+    monitor = DriftMonitor(config, baseline)
+    recorders = [_RecordingDetector(), _RecordingDetector()]
+    monitor._detectors = list(recorders)
+    expected: list[list[float]] = [[], []]
+
+    def oracle(pane_id: int) -> None:
+        # The window as the pane closes; amount lacks values at first, channel has exactly
+        # min_samples at the first close.
+        counts = np.asarray(monitor.histogram.counts)
+        for index, spec in enumerate(config.features):
+            start = int(monitor.layout.offsets[index])
+            window = counts[start:start + baseline[spec.name].n_bins]
+            if window.sum() >= 100:
+                kl = entropy(window, baseline[spec.name].probabilities)
+                expected[index].append(kl / config.threshold_for(spec))
+
+    monitor.histogram.pane_listeners.append(oracle)
+    rng = np.random.default_rng(9)
+    payloads = [json.dumps({"order": {"amount": None if i < 250 else float(a)},
+                            "channel": str(c)}).encode()
+                for i, (a, c) in enumerate(zip(rng.gamma(2.0, 10.0, 1200),
+                                               rng.choice(CHANNELS, 1200), strict=True))]
+    for start in range(0, len(payloads), 90):
+        monitor.process_payloads(payloads[start:start + 90])
+    assert len(expected[1]) == monitor.panes_closed == 11
+    assert 0 < len(expected[0]) < len(expected[1])
+    for recorder, series in zip(recorders, expected, strict=True):
+        assert recorder.series == pytest.approx(series, rel=1e-9, abs=1e-12)
+    report = monitor.report()
+    assert [report.features[s.name].change_points for s in config.features] == [
+        len(series) for series in expected]
+
+
+def test_event_times_in_milliseconds_fill_panes_of_their_duration():
+    config = _config(window={"size": "8s", "panes": 4, "time_field": "ts", "time_unit": "ms"})
+    monitor = DriftMonitor(config, _baseline(config))
+    times_ms = [0, 1999, 2000, 4100, 5999, 6000, 7500, 9999, 10000, 11000]
+    channels = [CHANNELS[i % 4] for i in range(len(times_ms))]
+    monitor.process_payloads([json.dumps({"ts": t, "order": {"amount": 5.0}, "channel": c})
+                              .encode() for t, c in zip(times_ms, channels, strict=True)])
+    # Panes of 2 s; the newest is pane 5, so the window holds panes 2 to 5.
+    panes = [t // 2000 for t in times_ms]
+    in_window = [c for c, p in zip(channels, panes, strict=True) if p > max(panes) - 4]
+    report = monitor.report()
+    assert report.window_messages == len(in_window)
+    categories = _baseline(config)["channel"].categories
+    counted = np.bincount([categories.index(c) if c in categories else len(categories)
+                           for c in in_window], minlength=len(categories) + 1)
+    assert list(report.features["channel"].window_counts) == counted.tolist()
+
+
+def test_bad_timestamps_are_rejected_by_position_and_counted_over_batches():
+    config = _config(window={"size": "4s", "panes": 4, "time_field": "ts"})
+    monitor = DriftMonitor(config, _baseline(config))
+
+    def message(ts: object) -> bytes:
+        return json.dumps({"ts": ts, "order": {"amount": 10.0}, "channel": "web"}).encode()
+
+    rejected = monitor.process_payloads([message("soon"), b"[]", message(1.0), message(None)])
+    assert rejected == [(0, "bad_timestamp"), (1, "not_object"), (3, "bad_timestamp")]
+    assert monitor.report().window_messages == 1  # the one good message of the batch counts
+    assert monitor.process_payloads([message(None), message([1])]) == [
+        (0, "bad_timestamp"), (1, "bad_timestamp")]
+    report = monitor.report()
+    assert report.invalid_reasons == {"bad_timestamp": 4, "not_object": 1}
+    assert (report.messages, report.window_messages) == (6, 1)
+
+
+def test_event_times_read_every_unit():
+    from datetime import UTC, datetime
+
+    from streamdrift.monitor import event_times_s
+
+    times, usable = event_times_s([None, "soon", "2024-03-01T10:00:00", "2024-03-01T10:00:00+02:00",
+                                   5], "iso")
+    assert usable.tolist() == [False, False, True, True, False]
+    # A time without an offset is UTC.
+    assert times[2] == datetime(2024, 3, 1, 10, tzinfo=UTC).timestamp()
+    assert times[3] == datetime(2024, 3, 1, 8, tzinfo=UTC).timestamp()
+    times, usable = event_times_s([1500, None, "1", 2.5], "ms")
+    assert usable.tolist() == [True, False, False, True]
+    assert times[usable].tolist() == [1500 / 1000, 2.5 / 1000]
+    times, usable = event_times_s([1500, 2.5], "s")
+    assert times.tolist() == [1500.0, 2.5]
+
+
+def test_refilled_messages_keep_their_record_timestamps():
+    config = _config(window={"size": "4s", "panes": 4})
+    baseline = _baseline(config)
+    payloads = [b'{"order": {"amount": 1.0}, "channel": "web"}'] * 4
+    timestamps = [0.5, 1.5, 6.0, 6.5]  # the first two have left a window ending at 6.5
+    refilled = DriftMonitor(config, baseline)
+    refilled.refill(payloads, record_timestamps_s=timestamps)
+    counted = DriftMonitor(config, baseline)
+    counted.process_payloads(payloads, record_timestamps_s=timestamps)
+    assert refilled.report().window_messages == counted.report().window_messages == 2
+    assert refilled.report().messages == 0
+
+
+def test_an_event_time_without_an_offset_is_utc_in_any_time_zone(monkeypatch):
+    import time
+    from datetime import UTC, datetime
+
+    from streamdrift.monitor import event_times_s
+
+    expected = datetime(2024, 3, 1, 10, tzinfo=UTC).timestamp()
+    # POSIX zone strings (UTC-5, UTC+5:30): no time zone database needed.
+    for zone in ("EST5", "IST-5:30"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            times, usable = event_times_s(["2024-03-01T10:00:00"], "iso")
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        assert usable.tolist() == [True]
+        assert times[0] == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +86,51 @@ def test_fast_path_equals_general_path(batch: list[bytes]) -> None:
         want_times, want_usable = event_times_s(general_times, unit)
         np.testing.assert_array_equal(fast_usable, want_usable)
         np.testing.assert_array_equal(fast_times[want_usable], want_times[want_usable])
+
+
+def _assert_same_as_general_path(specs: list[FeatureSpec], batch: list[bytes], max_bytes: int,
+                                 time_field: tuple[str, ...] | None = None) -> None:
+    fast = MessageSchema(specs, max_bytes=max_bytes, time_field=time_field).decode(batch)
+    general = MessageDecoder(max_bytes).decode(batch)
+    assert fast.rejections == general.rejections
+    assert fast.positions == general.positions
+    for fast_column, general_column in zip(fast.columns, extract_features(general.objects, specs),
+                                           strict=True):
+        np.testing.assert_array_equal(fast_column.status, general_column.status)
+        usable = general_column.status == 0
+        assert _same(fast_column.values[usable], general_column.values[usable])
+    if time_field is None:
+        assert fast.event_times is None
+    else:
+        expected = raw_values(general.objects, time_field)
+        assert fast.event_times is not None
+        assert len(fast.event_times) == len(expected)
+        for got, want in zip(fast.event_times, expected, strict=True):
+            assert got == want or (got != got and want != want)  # NaN is unequal to itself
+
+
+@pytest.mark.parametrize("features", [[0, 1, 2], [3, 4], [2], [4], [3, 0]])
+@given(batch=st.lists(payloads(), max_size=12))
+def test_any_mix_of_feature_types_decodes_like_the_general_path(features, batch):
+    _assert_same_as_general_path([SPECS[i] for i in features], batch, 10_000)
+
+
+@given(st.lists(payloads(), min_size=1, max_size=12), st.data())
+def test_the_size_limit_is_the_general_path_s_on_both_paths(batch, data):
+    # A limit equal to one payload's size, or just under it: some payloads are oversized.
+    size = len(data.draw(st.sampled_from(batch)))
+    max_bytes = max(1, size - data.draw(st.integers(0, 1)))
+    _assert_same_as_general_path(SPECS, batch, max_bytes, time_field=TIME)
+    _assert_same_as_general_path(SPECS, batch, max_bytes)
+
+
+def test_a_clean_batch_takes_the_typed_path_with_its_event_times():
+    batch = [json.dumps({"order": {"amount": 2.5, "items": 3}, "age": None, "tier": "gold",
+                         "customer": {"address": {"country": "NL"}},
+                         "meta": {"ts": ts}}).encode() for ts in (1.5, "2024-01-01T00:00:00Z")]
+    decoded = MessageSchema(SPECS, max_bytes=10_000, time_field=TIME).decode(batch)
+    assert decoded.typed is not None
+    assert decoded.general is None
+    assert decoded.event_times == [1.5, "2024-01-01T00:00:00Z"]
+    assert decoded.columns[0].values.tolist() == [2.5, 2.5]
+    assert decoded.columns[4].values.tolist() == ["NL", "NL"]

@@ -82,15 +82,24 @@ def test_panes_close_in_order_before_they_leave():
 
 
 def test_pane_counts_and_memory_do_not_depend_on_window_length():
-    short = WindowedHistogram(n_slots=10, n_panes=10)
-    long = WindowedHistogram(n_slots=10, n_panes=10)
-    values = np.arange(10).reshape(-1, 1) % 10
-    short.update(np.arange(10) // 1, values)
-    long.update(np.arange(10) // 1_000_000, values)
-    assert short._ring.nbytes == long._ring.nbytes
-    assert short.pane_counts(9).tolist() == [0] * 9 + [1]
-    assert long.pane_counts(0).sum() == 10
-    assert short.pane_counts(-5).sum() == 0
+    """The ring holds one row of counts per pane, however many messages a pane has."""
+    n_slots, n_panes, pane_length = 10, 10, 20_000
+    histogram = WindowedHistogram(n_slots=n_slots, n_panes=n_panes)
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, n_slots, size=(25 * pane_length, 1))
+    for start in range(0, len(values), 50_000):
+        chunk = values[start:start + 50_000]
+        ordinals = start + np.arange(len(chunk))
+        histogram.update(ordinals // pane_length, chunk)
+    assert histogram._ring.nbytes == n_panes * n_slots * np.dtype(np.int64).itemsize
+    newest = (len(values) - 1) // pane_length
+    for pane in range(newest - n_panes + 1, newest + 1):
+        expected = np.bincount(values[pane * pane_length:(pane + 1) * pane_length].ravel(),
+                               minlength=n_slots)
+        np.testing.assert_array_equal(histogram.pane_counts(pane), expected)
+    # Panes outside the window, older or not yet begun, hold nothing.
+    assert histogram.pane_counts(newest - n_panes).sum() == 0
+    assert histogram.pane_counts(newest + 1).sum() == 0
 
 
 def test_layout_gives_each_feature_its_bins_then_missing_and_invalid():
@@ -105,3 +114,37 @@ def test_layout_gives_each_feature_its_bins_then_missing_and_invalid():
 def test_n_panes_must_be_positive():
     with pytest.raises(ValueError, match="n_panes"):
         WindowedHistogram(3, 0)
+
+
+@pytest.mark.parametrize("n_panes", [1, 3])
+def test_a_message_exactly_n_panes_behind_the_newest_is_late(n_panes):
+    newest = 7
+    panes = np.array([newest, newest - n_panes, newest - n_panes + 1], dtype=np.int64)
+    slots = np.array([[0], [1], [2]])
+    histogram = WindowedHistogram(n_slots=3, n_panes=n_panes)
+    for pane, slot in zip(panes, slots, strict=True):
+        histogram.update(pane.reshape(1), slot.reshape(1, 1))
+    expected, late = _window_oracle(panes, slots, n_panes, 3)
+    assert late == 1
+    assert histogram.late == late
+    np.testing.assert_array_equal(histogram.counts, expected)
+    # A pane outside the window has no counts, in the same integer type as one inside.
+    assert histogram.pane_counts(newest - n_panes).dtype == histogram.pane_counts(newest).dtype
+    assert histogram.pane_counts(newest - n_panes).dtype == np.int64
+
+
+@given(pane_ids=st.lists(st.integers(0, 12), min_size=1, max_size=40),
+       n_panes=st.integers(1, 4), split=st.integers(1, 8))
+def test_each_pane_closes_once_when_a_newer_one_begins(pane_ids, n_panes, split):
+    """However the messages are batched, a pane is reported closed exactly once: when the
+    first message of a newer pane arrives, not when more of its own arrive."""
+    panes = np.array(pane_ids, dtype=np.int64)
+    histogram = WindowedHistogram(n_slots=1, n_panes=n_panes)
+    closed: list[int] = []
+    histogram.pane_listeners.append(closed.append)
+    for start in range(0, len(panes), split):
+        chunk = panes[start:start + split]
+        histogram.update(chunk, np.zeros((len(chunk), 1), dtype=np.int64))
+    newest_before = np.maximum.accumulate(panes)[:-1]
+    expected = newest_before[panes[1:] > newest_before].tolist()
+    assert closed == expected

@@ -43,9 +43,9 @@ from streamdrift.sources.records import (
     PartitionsListener,
     Record,
     RecordBatch,
+    dead_letter_headers,
 )
 
-DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 CLIENT_LOGGER = "rdkafka"
 _REPEAT_WINDOW_S = 30.0
 # Parts of librdkafka's messages that change from one repetition to the next.
@@ -421,15 +421,12 @@ class ConfluentSource:
             producer = self._producer
             deadline = time.monotonic() + 30.0
             for record, reason in letters:
-                headers: list[tuple[str, str | bytes | None]] = [
-                    (DEAD_LETTER_REASON_HEADER, reason.encode()),
-                    ("streamdrift-topic", record.topic.encode()),
-                    ("streamdrift-partition", str(record.partition).encode()),
-                    ("streamdrift-offset", str(record.offset).encode()),
-                ]
+                headers: list[tuple[str, str | bytes | None]] = list(
+                    dead_letter_headers(record, reason))
                 while True:
                     try:
-                        producer.produce(topic, value=record.value or b"", headers=headers,
+                        producer.produce(topic, value=record.value, key=record.key,
+                                         headers=headers,
                                          timestamp=max(0, record.timestamp_ms),
                                          on_delivery=delivered)
                         break
@@ -460,7 +457,9 @@ _SECOND = itemgetter(1)  # of (timestamp type, timestamp in ms)
 def _record(message: Message) -> Record:
     # A message without an error always has its topic, partition and offset.
     return Record(cast(str, message.topic()), cast(int, message.partition()),
-                  cast(int, message.offset()), message.timestamp()[1], message.value())
+                  cast(int, message.offset()), message.timestamp()[1], message.value(),
+                  message.key(),
+                  tuple(cast(list[tuple[str, bytes | None]], message.headers() or ())))
 
 
 def _ask_for_metadata(consumer: Consumer, timeout_s: float,

@@ -24,12 +24,11 @@ from kafka.structs import OffsetAndMetadata
 
 from streamdrift.config import KafkaConfig
 from streamdrift.eventlog import EventLog
-from streamdrift.sources.records import EMPTY_BATCH, RecordBatch
+from streamdrift.sources.records import EMPTY_BATCH, RecordBatch, dead_letter_headers
 from streamdrift.sources.records import Partition as Partition  # re-exported
 from streamdrift.sources.records import PartitionsListener as PartitionsListener
 from streamdrift.sources.records import Record as Record
 
-DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 # Columns of the consumer's records, read in C.
 _VALUE = attrgetter("value")
 _TIMESTAMP = attrgetter("timestamp")
@@ -128,7 +127,7 @@ class KafkaSource:
         def record_at(index: int) -> Record:
             record = raw[index]
             return Record(record.topic, record.partition, record.offset, record.timestamp,
-                          record.value)
+                          record.value, record.key, tuple(record.headers or ()))
 
         return RecordBatch(
             list(map(_VALUE, raw)),
@@ -274,21 +273,21 @@ class KafkaSource:
                 self._producer = KafkaProducer(acks="all", linger_ms=5, **self._settings)
             futures = []
             for record, reason in letters:
-                headers = [
-                    (DEAD_LETTER_REASON_HEADER, reason.encode()),
-                    ("streamdrift-topic", record.topic.encode()),
-                    ("streamdrift-partition", str(record.partition).encode()),
-                    ("streamdrift-offset", str(record.offset).encode()),
-                ]
-                futures.append(self._producer.send(topic, value=record.value or b"",
-                                                   headers=headers,
-                                                   timestamp_ms=record.timestamp_ms))
+                futures.append(self._producer.send(
+                    topic, value=record.value, key=record.key,
+                    headers=dead_letter_headers(record, reason),
+                    timestamp_ms=record.timestamp_ms))
             self._producer.flush(timeout=30)
             for future in futures:
                 future.get(timeout=0)
         except KafkaError as error:
             self.log("dead_letter_failed", level="error", topic=topic,
                      error=type(error).__name__, detail=str(error))
+            # After some errors (a record too large, say) kafka-python's producer refuses
+            # every later send: the retry starts with a new one.
+            if self._producer is not None:
+                self._producer.close(timeout=0)
+                self._producer = None
             return False
         return True
 

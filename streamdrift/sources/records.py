@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Partition = tuple[str, int]
+
+DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 PartitionsListener = Callable[[list[Partition]], None]
 
 
@@ -16,6 +18,9 @@ class Record:
     offset: int
     timestamp_ms: int
     value: bytes | None
+    # Only what a dead letter carries over unchanged: the original key and headers.
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,20 @@ class RecordBatch:
 
 
 EMPTY_BATCH = RecordBatch([], [], {}, {}, lambda index: Record("", 0, index, 0, None))
+
+
+def dead_letter_headers(record: Record, reason: str) -> list[tuple[str, bytes | None]]:
+    """The record's own headers, then why it was refused and where it came from.
+
+    >>> dead_letter_headers(Record("orders", 2, 41, 0, b"{", headers=(("trace", b"7"),)),
+    ...                     "not_json")  # doctest: +NORMALIZE_WHITESPACE
+    [('trace', b'7'), ('streamdrift-reason', b'not_json'), ('streamdrift-topic', b'orders'),
+     ('streamdrift-partition', b'2'), ('streamdrift-offset', b'41')]
+    """
+    return [
+        *record.headers,
+        (DEAD_LETTER_REASON_HEADER, reason.encode()),
+        ("streamdrift-topic", record.topic.encode()),
+        ("streamdrift-partition", str(record.partition).encode()),
+        ("streamdrift-offset", str(record.offset).encode()),
+    ]

@@ -12,11 +12,14 @@ Helpers for test modules (``from tests.integration.conftest import ...``):
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,8 +35,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamdrift.baseline import load_baseline
 from streamdrift.cli import main as cli_main
 from streamdrift.config import load_config
+from streamdrift.monitor import DriftMonitor
 from streamdrift.synthetic import DEMO_CONFIG_YAML, SyntheticStream
 
 T = TypeVar("T")
@@ -204,14 +209,16 @@ def produce(
     partition: int | Sequence[int | None] | None = None,
     timestamps_ms: Sequence[int | None] | None = None,
     timeout_s: float = 30.0,
+    headers: Sequence[Sequence[tuple[str, bytes]] | None] | None = None,
 ) -> int:
     """Send ``payloads`` (acks=all), wait until all are acknowledged, return how many.
 
-    ``keys`` and ``timestamps_ms`` are per message; ``partition`` is one partition for all
-    messages or one per message (None: the partitioner chooses).
+    ``keys``, ``timestamps_ms`` and ``headers`` are per message; ``partition`` is one
+    partition for all messages or one per message (None: the partitioner chooses).
     """
     count = len(payloads)
     for name, values in (("keys", keys), ("timestamps_ms", timestamps_ms),
+                         ("headers", headers),
                          ("partition", None if isinstance(partition, int) else partition)):
         if values is not None and len(values) != count:
             raise ValueError(f"{name} has {len(values)} items for {count} payloads")
@@ -229,6 +236,7 @@ def produce(
                 key=None if keys is None else keys[index],
                 partition=target,
                 timestamp_ms=None if timestamps_ms is None else timestamps_ms[index],
+                headers=None if headers is None else list(headers[index] or []),
             ))
         producer.flush(timeout=timeout_s)
         for future in futures:
@@ -244,6 +252,7 @@ class Record(NamedTuple):
     offset: int
     timestamp: int
     key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0,
@@ -269,7 +278,8 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0,
         while time.monotonic() < deadline:
             batches = consumer.poll(timeout_ms=200)
             for batch in batches.values():
-                records.extend(Record(r.value, r.partition, r.offset, r.timestamp, r.key)
+                records.extend(Record(r.value, r.partition, r.offset, r.timestamp, r.key,
+                                      tuple(r.headers or ()))
                                for r in batch)
                 if batch:
                     last_new = time.monotonic()
@@ -578,3 +588,197 @@ def build_demo_baseline(config_path: Path, out_path: Path, n: int = 20_000,
                      "--output", str(out_path)])
     assert code == 0, f"streamdrift baseline build exited {code}"
     return out_path
+
+
+# --------------------------------------------------------------------------------------------
+# a service on the demo features
+
+
+FEATURES = ["session_length", "purchases_30d", "age", "discount_rate", "country", "device",
+            "plan"]
+# Fast ticks so that tests wait for seconds, not minutes.
+FAST: dict[str, dict[str, Any]] = {
+    "service": {"publish_interval_s": 0.2, "lag_interval_s": 0.5,
+                "baseline_watch_interval_s": 0.5},
+    "kafka": {"auto_offset_reset": "earliest", "connect_timeout_s": 2},
+}
+ServiceFactory = Callable[..., ServiceProcess]
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """``kafka.client`` of the service under test: a test taking it runs with each client."""
+    client: str = request.param
+    return client
+
+
+def setup_service(tmp_path: Path, bootstrap: str, topic: str, window_size: int | str = 20_000,
+                  panes: int = 10, extra: Mapping[str, Any] | None = None,
+                  group: str = "streamdrift", client: str = "kafka-python"
+                  ) -> tuple[Path, int]:
+    """A config for the demo features on ``topic`` (group ``{group}-{topic}``), with the
+    fast ticks, in ``tmp_path/{group}.yaml``, and the demo baseline beside it (built once
+    per test folder). Returns the config's path and its metrics port."""
+    port = free_port()
+    baseline = tmp_path / "baseline.json"
+    document = deep_merge(FAST, extra or {})
+    document = deep_merge(document, {"kafka": {"client": client}})
+    config = write_service_config(tmp_path, bootstrap, topic, f"{group}-{topic}", baseline,
+                                  port, window_size, panes, document,
+                                  filename=f"{group}.yaml")
+    if not baseline.exists():
+        build_demo_baseline(config, baseline)
+    return config, port
+
+
+def demo_messages(config: Path, count: int, offset: int = 0, drifted: tuple[str, ...] = (),
+                  drift_from: int = 0) -> list[bytes]:
+    """Messages ``offset`` to ``offset + count`` of the demo stream (seed 5), JSON-encoded."""
+    stream = SyntheticStream(load_config(config, environ={}), seed=5)
+    return [json.dumps(message).encode()
+            for message in stream.messages(count, drifted, drift_from, offset=offset)]
+
+
+def messages_total(service: ServiceProcess) -> float:
+    return service.value("streamdrift_messages_total") or 0.0
+
+
+def wait_counted(service: ServiceProcess, count: int, timeout_s: float = 60.0) -> None:
+    service.wait_until(lambda: messages_total(service) >= count, timeout_s,
+                       what=f"{count} messages counted")
+
+
+def counted_at_stop(service: ServiceProcess, run: int | None = None) -> int:
+    """``messages`` of the ``stopped`` event of run ``run`` (the last one by default): what
+    that run counted in all, read once it can count nothing more."""
+    runs = service.log_text().split("---- start #")
+    text = runs[-1] if run is None else runs[run]
+    found = re.findall(r"event=stopped messages=(\d+)", text)
+    assert found, f"no stopped event in run {run or 'last'} of {service}"
+    return int(found[-1])
+
+
+class Trickle:
+    """Produces ``payloads`` in chunks of ``chunk`` on a thread, pausing ``pause_s`` between
+    them: a stream still running while the test acts on the service. ``stop()`` ends it
+    after the chunk in flight and returns how many messages were produced."""
+
+    def __init__(self, bootstrap: str, topic: str, payloads: Sequence[bytes], chunk: int,
+                 pause_s: float) -> None:
+        self._stop = threading.Event()
+        self.sent = 0
+        self.error: BaseException | None = None
+
+        def send() -> None:
+            try:
+                for start in range(0, len(payloads), chunk):
+                    if self._stop.is_set():
+                        return
+                    self.sent += produce(bootstrap, topic, payloads[start:start + chunk])
+                    self._stop.wait(pause_s)
+            except BaseException as error:  # reported by stop() and join()
+                self.error = error
+
+        self._thread = threading.Thread(target=send, name="trickle", daemon=True)
+
+    def start(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def join(self, timeout_s: float = 180.0) -> int:
+        """Wait until every payload is produced; returns how many were."""
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise AssertionError(f"the producer thread still runs after {timeout_s:g}s")
+        if self.error is not None:
+            raise AssertionError(f"producing failed: {self.error!r}") from self.error
+        return self.sent
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        self._stop.set()
+        return self.join(timeout_s)
+
+
+def feature_gauges(service: ServiceProcess) -> dict[str, dict[str, float]]:
+    """{feature: {metric: value}} of the samples labelled with a feature alone."""
+    return gauges_by_feature(service.scrape())
+
+
+def gauges_by_feature(samples: Mapping[SampleKey, float]) -> dict[str, dict[str, float]]:
+    result: dict[str, dict[str, float]] = {}
+    for (name, labels), value in samples.items():
+        feature = dict(labels).get("feature")
+        if feature is not None and len(labels) == 1:
+            result.setdefault(feature, {})[name] = value
+    return result
+
+
+def shown_baseline_hash(service: ServiceProcess) -> str:
+    """The hash of the baseline the published gauges were computed against."""
+    for name, labels in service.scrape():
+        if name == "streamdrift_baseline_info":
+            return dict(labels)["hash"]
+    raise AssertionError("no streamdrift_baseline_info")
+
+
+# The gauges of one feature that a replay of the same window must reproduce.
+WINDOW_GAUGES = ("streamdrift_kl_divergence", "streamdrift_js_divergence", "streamdrift_psi",
+                 "streamdrift_drift_p_value", "streamdrift_window_samples",
+                 "streamdrift_feature_missing_ratio", "streamdrift_feature_drifted")
+
+
+def replayed_gauges(config: Path, counted: Sequence[Record],
+                    refilled: Sequence[Record] = (), baseline: Path | None = None
+                    ) -> dict[str, dict[str, float]]:
+    """The window gauges of an in-process monitor (the config's, on ``baseline`` or the
+    config's baseline file) given ``refilled`` back, then ``counted`` as new messages,
+    each in the order given."""
+    loaded = load_config(config, environ={})
+    monitor = DriftMonitor(loaded, load_baseline(baseline or loaded.baseline.path))
+    monitor.refill([r.value for r in refilled], [r.timestamp / 1000 for r in refilled])
+    monitor.process_payloads([r.value for r in counted], [r.timestamp / 1000 for r in counted])
+
+    def number(value: float | None) -> float:
+        return math.nan if value is None else float(value)
+
+    return {name: {"streamdrift_kl_divergence": number(f.kl),
+                   "streamdrift_js_divergence": number(f.js),
+                   "streamdrift_psi": number(f.psi),
+                   "streamdrift_drift_p_value": number(f.p_value),
+                   "streamdrift_window_samples": float(f.samples),
+                   "streamdrift_feature_missing_ratio": number(f.missing_ratio),
+                   "streamdrift_feature_drifted": 1.0 if f.drift else 0.0}
+            for name, f in monitor.report().features.items()}
+
+
+def assert_gauges_equal(actual: Mapping[str, Mapping[str, float]],
+                        expected: Mapping[str, Mapping[str, float]]) -> None:
+    """Every window gauge of every feature equal, to 1e-9 (NaN equals NaN)."""
+    assert set(actual) == set(expected) == set(FEATURES)
+    for feature in FEATURES:
+        for metric in WINDOW_GAUGES:
+            got, want = actual[feature][metric], expected[feature][metric]
+            assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12) or (
+                math.isnan(got) and math.isnan(want)), (feature, metric, got, want)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int
+                      ) -> dict[int, int]:
+    """The group's committed offset of each partition (0 where none is)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, client_id="streamdrift-tests-offsets")
+    try:
+        return {number: consumer.committed(TopicPartition(topic, number)) or 0
+                for number in range(partitions)}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             client_id="streamdrift-tests-offsets")
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close(autocommit=False)

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -228,11 +227,16 @@ def test_drift_in_one_feature_fires_its_alert_end_to_end(stack: dict[str, Any],
     holding = _query(prometheus, f"({condition.value}) > {condition.threshold!r}")
     assert {r["metric"]["feature"] for r in holding["data"]["result"]} == {DRIFTED}
 
-    # Every query of the Grafana dashboard and alert rules parses and returns data here.
-    time.sleep(2)  # one more evaluation of the recording rules over the drifted traffic
-    empty = []
-    for where, expr in grafana_queries(REPO):
-        result = _query(prometheus, expr)["data"]["result"]
-        if not result:
-            empty.append((where, expr))
-    assert not empty, empty
+    # Every query of the Grafana dashboard and alert rules parses and returns data here
+    # (the recording rules need an evaluation or two over the drifted traffic first).
+    queries = grafana_queries(REPO)
+
+    def all_answered() -> bool:
+        empty = [(where, expr) for where, expr in queries
+                 if not _query(prometheus, expr)["data"]["result"]]
+        if empty:  # "not yet", and what wait_until reports if it never comes
+            raise AssertionError(f"no data yet for {empty}")
+        return True
+
+    wait_until(all_answered, 60, interval_s=0.5,
+               what="every Grafana query to return data")
