@@ -419,7 +419,8 @@ def describe_baseline(baseline: Baseline) -> str:
         f"smoothing   {baseline.smoothing}",
         f"hash        {baseline.content_hash()}",
         "",
-        f"{'feature':<24} {'type':<12} {'bins':>5} {'count':>10} {'missing':>8}  shape",
+        f"{'feature':<24} {'type':<12} {'bins':>5} {'count':>10} {'missing':>8} "
+        f"{'invalid':>8}  shape",
     ]
     for name, feature in baseline.features.items():
         if feature.type == "numeric":
@@ -432,5 +433,5 @@ def describe_baseline(baseline: Baseline) -> str:
             shape = ", ".join(f"{category} {p:.0%}" for p, category in top)
             shape += f" ... other {feature.probabilities[-1]:.1%}"
         lines.append(f"{name:<24} {feature.type:<12} {feature.n_bins:>5} {feature.count:>10} "
-                     f"{feature.missing:>8}  {shape}")
+                     f"{feature.missing:>8} {feature.invalid:>8}  {shape}")
     return "\n".join(lines)

@@ -24,12 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 from streamdrift.baseline import FeatureBaseline
+from streamdrift.config import FeatureSpec
 from streamdrift.features import (
     STATUS_MISSING,
     STATUS_NON_FINITE,
     STATUS_OK,
     FeatureColumn,
     TypedRows,
+    missing_categories,
+    missing_numbers,
 )
 from streamdrift.sketch import SlotLayout
 
@@ -48,7 +51,11 @@ class BinnedBatch:
 
 
 class SlotBinner:
-    def __init__(self, features: Sequence[FeatureBaseline], layout: SlotLayout) -> None:
+    """Bins batches of the features whose baselines are ``features`` (configured order),
+    with the missing values their ``specs`` name (none when no specs are given)."""
+
+    def __init__(self, features: Sequence[FeatureBaseline], layout: SlotLayout,
+                 specs: Sequence[FeatureSpec] | None = None) -> None:
         self.features = list(features)
         self.layout = layout  # pragma: no mutate: nothing here reads it
         offsets = layout.offsets
@@ -67,16 +74,25 @@ class SlotBinner:
         self._numeric_high = np.array(
             [np.inf if self.features[i].maximum is None else self.features[i].maximum
              for i in self._numeric], dtype=np.float64)[:, np.newaxis]
-        # Category -> absolute slot; None (missing) -> the feature's missing slot.
+        # Numbers that stand for "missing" (sentinels), per numeric feature that has some.
+        self._sentinels = [] if specs is None else [
+            (row, numbers) for row, index in enumerate(self._numeric)
+            if (numbers := missing_numbers(specs[index]))]
+        # Category -> absolute slot; None (missing), and the categories the feature counts
+        # as missing, -> the feature's missing slot.
         self._category_slots: list[tuple[int, dict[str | None, int], int]] = []
+        self._missing_categories: list[tuple[str, ...]] = []
         for index in self._categorical:
             feature = self.features[index]
             offset = self._offsets[index]
             lookup: dict[str | None, int] = {
                 category: offset + position
                 for position, category in enumerate(feature.categories)}
-            lookup[None] = offset + feature.n_bins
+            missing = () if specs is None else tuple(sorted(missing_categories(specs[index])))
+            for category in (None, *missing):
+                lookup[category] = offset + feature.n_bins
             self._category_slots.append((index, lookup, offset + feature.other_bin))
+            self._missing_categories.append(missing)
 
     def bin_typed(self, rows: TypedRows) -> BinnedBatch:
         count = len(rows)
@@ -89,6 +105,10 @@ class SlotBinner:
         out_of_range = np.zeros(len(self.features), dtype=np.int64)
         if n_numeric:
             values = rows.numeric.T  # features x messages (a view)
+            if self._sentinels:
+                values = values.copy()
+                for row, numbers in self._sentinels:
+                    values[row][np.isin(values[row], numbers)] = np.nan
             numeric_slots = slots[:n_numeric]
             for row, edges, column in zip(numeric_slots, self._numeric_edges, values,
                                           strict=True):
@@ -103,11 +123,14 @@ class SlotBinner:
             # NaN compares False: missing values are never out of range.
             outside = (values < self._numeric_low) | (values > self._numeric_high)
             out_of_range[self._numeric_index] = np.count_nonzero(outside, axis=1)
-        for row_index, ((index, lookup, other), categories) in enumerate(
-                zip(self._category_slots, rows.categories, strict=True), start=n_numeric):
+        for row_index, ((index, lookup, other), named_missing, categories) in enumerate(
+                zip(self._category_slots, self._missing_categories, rows.categories,
+                    strict=True), start=n_numeric):
             slots[row_index] = np.fromiter(map(lookup.get, categories, repeat(other, count)),
                                            dtype=np.int64, count=count)
             missing_count = categories.count(None)
+            for category in named_missing:
+                missing_count += categories.count(category)
             states[index, STATUS_MISSING] = missing_count
             states[index, STATUS_OK] = count - missing_count
         return BinnedBatch(slots, states, out_of_range)

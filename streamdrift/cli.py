@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamdrift import __version__
 from streamdrift.baseline import (
     Baseline,
@@ -34,17 +36,16 @@ from streamdrift.baseline import (
 )
 from streamdrift.config import (
     Config,
-    DetectorConfig,
     KafkaConfig,
     MetricsConfig,
     ServiceConfig,
-    WindowConfig,
     load_config,
     parse_duration_s,
 )
+from streamdrift.divergence import expected_null_kl
 from streamdrift.errors import ConfigError, StreamdriftError
 from streamdrift.features import extract_features
-from streamdrift.monitor import DriftMonitor, DriftReport
+from streamdrift.monitor import DriftMonitor, DriftReport, compare_columns
 from streamdrift.rules import RuleParameters, render_rules
 from streamdrift.sources.file import Dataset, iter_jsonl_payloads, read_dataset
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                             ".jsonl (messages, features by path); repeatable")
     build.add_argument("--output", type=Path,
                        help="where to write the baseline (default: baseline.path of the config)")
+    _add_delimiter(build)
     build.set_defaults(handler=_baseline_build)
     show = baseline_commands.add_parser("show", help="print a readable summary of a baseline")
     show.add_argument("baseline", type=Path)
@@ -109,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("current", type=Path)
     compare.add_argument("--json", action="store_true", help="print the report as JSON")
     compare.add_argument("--fail-on-drift", action="store_true",
-                         help="exit 1 when a feature differs beyond its threshold")
+                         help="exit 1 when a feature has drifted (KL above its threshold and "
+                              "significant)")
+    _add_delimiter(compare)
     compare.set_defaults(handler=_compare)
 
     run = commands.add_parser(
@@ -177,6 +181,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_delimiter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--delimiter", default=None,
+                        help="the field delimiter of CSV input (default: found from the file "
+                             "among , ; tab |)")
+
+
+def _delimiter(args: argparse.Namespace) -> str | None:
+    delimiter: str | None = args.delimiter
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+        if len(delimiter) != 1:
+            raise StreamdriftError(f"--delimiter must be one character (got {args.delimiter!r})")
+    return delimiter
+
+
 # ---- baseline ------------------------------------------------------------------------------
 
 def _build_from(config: Config, dataset: Dataset) -> Baseline:
@@ -192,7 +211,8 @@ def _build_from(config: Config, dataset: Dataset) -> Baseline:
 
 def _baseline_build(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    dataset = read_dataset(args.input, config.features, config.input.max_message_bytes)
+    dataset = read_dataset(args.input, config.features, config.input.max_message_bytes,
+                           _delimiter(args))
     baseline = _build_from(config, dataset)
     output: Path = args.output or config.baseline.path
     save_baseline(baseline, output)
@@ -200,6 +220,10 @@ def _baseline_build(args: argparse.Namespace) -> int:
     print(f"wrote {output}: {len(baseline.features)} features from {dataset.rows} rows"
           + (f" ({skipped} unusable lines skipped: {_reasons(dataset.rejected)})"
              if skipped else ""))
+    for name, count in dataset.invalid_counts().items():
+        examples = ", ".join(repr(value) for value in dataset.invalid_examples.get(name, []))
+        print(f"{name}: {count} invalid value{'s' if count != 1 else ''} left out "
+              f"(e.g. {examples})")
     print(describe_baseline(baseline))
     return 0
 
@@ -229,20 +253,13 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    reference = read_dataset([args.reference], config.features, config.input.max_message_bytes)
-    current = read_dataset([args.current], config.features, config.input.max_message_bytes)
-    baseline = _build_from(config, reference)
-    # The whole of CURRENT is one window of one pane; no change detection on a single value.
-    whole = dataclasses.replace(
-        config,
-        window=WindowConfig(size=max(current.rows, 1), panes=1),
-        detector=DetectorConfig(method="none"),
-    )
-    monitor = DriftMonitor(whole, baseline, str(args.reference))
-    for reason, count in current.rejected.items():
-        monitor.reject(reason, count)
-    monitor.process_columns([current.columns[spec.name] for spec in config.features])
-    report = monitor.report()
+    delimiter = _delimiter(args)
+    reference = read_dataset([args.reference], config.features, config.input.max_message_bytes,
+                             delimiter)
+    current = read_dataset([args.current], config.features, config.input.max_message_bytes,
+                           delimiter)
+    report = compare_columns(config, reference.columns, current.columns,
+                             source=Path(args.reference).name, rejected=current.rejected)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -384,6 +401,21 @@ def _check(args: argparse.Namespace) -> int:
     check_baseline_fits(baseline, config.features, str(baseline_path))
     print(f"baseline {baseline_path}: OK, {len(baseline.features)} features, created "
           f"{baseline.created_at}, hash {baseline.content_hash()}")
+    # What each feature's decision rests on, "auto" min_samples resolved.
+    report = DriftMonitor(config, baseline, str(baseline_path)).report()
+    print(f"drift: KL above the threshold and significant at alpha "
+          f"{config.divergence.alpha:g} (Holm over the {len(report.features)} features)\n")
+    auto = config.divergence.min_samples == "auto"
+    print(f"{'feature':<22} {'bins':>5} {'reference':>10} {'threshold':>9} "
+          f"{'min_samples':>11}  KL without drift at min_samples")
+    for name, feature in report.features.items():
+        configured = next(spec for spec in config.features if spec.name == name).min_samples
+        source = " (auto)" if auto and configured is None else ""
+        occupied = int(np.count_nonzero(baseline[name].counts)) or len(feature.window_counts)
+        floor = expected_null_kl([feature.min_samples], [feature.reference_samples],
+                                 [occupied])[0]
+        print(f"{name:<22} {len(feature.window_counts):>5} {feature.reference_samples:>10} "
+              f"{feature.threshold:>9.3g} {feature.min_samples:>11}{source:<7} {floor:.4f}")
     return 0
 
 

@@ -9,6 +9,7 @@ the config file's folder. Connection settings and secrets may come from the envi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -40,6 +41,10 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
     "STREAMDRIFT_BASELINE_PATH": ("baseline", "path"),
 }
 SASL_PASSWORD_ENV = "STREAMDRIFT_KAFKA_SASL_PASSWORD"
+
+# What text means "missing" in a numeric feature unless the feature says otherwise (case is
+# ignored). A categorical feature has none by default: "NA" is Namibia, "None" a plan name.
+NUMERIC_MISSING_TEXT: tuple[str, ...] = ("", "NA", "N/A", "NaN", "null", "None")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -101,6 +106,18 @@ class FeatureSpec:
     bins: int | None = None
     threshold: float | None = None
     min_samples: int | None = None
+    # Values that mean "missing" for this feature besides null and absent (None: the
+    # built-in rule). Text for categorical features (compared with the category's text);
+    # for numeric ones, text (case ignored) and numbers (sentinels such as -999).
+    missing_values: tuple[str | float, ...] | None = None
+
+    @property
+    def missing_tokens(self) -> tuple[str | float, ...]:
+        """``missing_values``, or the built-in rule: ``NUMERIC_MISSING_TEXT`` for a numeric
+        feature, nothing for a categorical one ("NA" is Namibia, "None" a plan's name)."""
+        if self.missing_values is not None:
+            return self.missing_values
+        return NUMERIC_MISSING_TEXT if self.type == "numeric" else ()
 
 
 @dataclass(frozen=True)
@@ -136,10 +153,17 @@ class BaselineConfig:
     smoothing: float = 0.5
 
 
+# min_samples: "auto" derives each feature's from its threshold, bins and reference size.
+AUTO: Literal["auto"] = "auto"
+
+
 @dataclass(frozen=True)
 class DivergenceConfig:
     threshold: float = 0.1
-    min_samples: int = 100
+    min_samples: int | Literal["auto"] = AUTO
+    # A feature is drift when its KL is above its threshold and the two-sample test rejects
+    # "no change" at this level, Holm-corrected over the features of one report.
+    alpha: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,9 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class InputConfig:
     max_message_bytes: int = 1_048_576
+    # Values that mean "missing" for every feature that does not list its own (None: the
+    # built-in rule, FeatureSpec.missing_tokens). Copied into those features' specs.
+    missing_values: tuple[str | float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,10 +221,12 @@ class Config:
     def threshold_for(self, feature: FeatureSpec) -> float:
         return feature.threshold if feature.threshold is not None else self.divergence.threshold
 
-    def min_samples_for(self, feature: FeatureSpec) -> int:
+    def min_samples_for(self, feature: FeatureSpec) -> int | None:
+        """The feature's min_samples, or None for "auto" (derived from the baseline)."""
         if feature.min_samples is not None:
             return feature.min_samples
-        return self.divergence.min_samples
+        configured = self.divergence.min_samples
+        return None if configured == AUTO else int(configured)
 
 
 def parse_duration_s(text: str) -> float:
@@ -268,6 +297,9 @@ def parse_config(
     divergence = _parse_divergence(top.section("divergence"))
     detector = _parse_detector(top.section("detector"))
     input_config = _parse_input(top.section("input"))
+    if features is not None and input_config.missing_values is not None:
+        features = tuple(spec if spec.missing_values is not None else dataclasses.replace(
+            spec, missing_values=input_config.missing_values) for spec in features)
     metrics = _parse_metrics(top.section("metrics"), base_dir)
     service = _parse_service(top.section("service"))
     top.reject_unknown()
@@ -371,6 +403,17 @@ class _Section:
             self.report(name, "must be a non-empty string or absent", value)
             return None
         return value
+
+    def optional_missing_values(self, name: str) -> tuple[str | float, ...] | None:
+        value = self.take(name, None)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(
+                isinstance(item, str) or (isinstance(item, int | float)
+                                          and not isinstance(item, bool)) for item in value):
+            self.report(name, "must be a list of strings and numbers", value)
+            return None
+        return tuple(float(item) if not isinstance(item, str) else item for item in value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.take(name, default)
@@ -513,6 +556,7 @@ def _parse_features(raw: object, problems: list[str]) -> tuple[FeatureSpec, ...]
                 bins=section.optional_integer("bins", 1),
                 threshold=section.optional_number("threshold", 0.0, low_inclusive=False),
                 min_samples=section.optional_integer("min_samples", 1),
+                missing_values=section.optional_missing_values("missing_values"),
             )
         )
         section.reject_unknown()
@@ -571,9 +615,19 @@ def _parse_baseline(section: _Section, base_dir: Path) -> BaselineConfig:
 
 def _parse_divergence(section: _Section) -> DivergenceConfig:
     defaults = DivergenceConfig()
+    min_samples: int | Literal["auto"] = AUTO
+    if section.mapping.get("min_samples", AUTO) == AUTO:
+        section.take("min_samples", AUTO)
+    else:
+        min_samples = section.integer("min_samples", 1, 1)
+    alpha = section.number("alpha", defaults.alpha, 0.0, low_inclusive=False)
+    if alpha >= 1:
+        section.report("alpha", "must be below 1", alpha)
+        alpha = defaults.alpha
     divergence = DivergenceConfig(
         threshold=section.number("threshold", defaults.threshold, 0.0, low_inclusive=False),
-        min_samples=section.integer("min_samples", defaults.min_samples, 1),
+        min_samples=min_samples,
+        alpha=alpha,
     )
     section.reject_unknown()
     return divergence
@@ -627,6 +681,7 @@ def _parse_input(section: _Section) -> InputConfig:
     config = InputConfig(
         max_message_bytes=section.integer("max_message_bytes", InputConfig().max_message_bytes,
                                           16),
+        missing_values=section.optional_missing_values("missing_values"),
     )
     section.reject_unknown()
     return config

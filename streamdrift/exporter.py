@@ -87,9 +87,15 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
                          "values",
         "js_divergence": "Jensen-Shannon divergence of the window and the baseline, in nats",
         "psi": "Population stability index of the window against the baseline",
-        "drift_p_value": "G-test p-value: chance of a KL this large if nothing drifted",
+        "drift_p_value": "Two-sample G-test p-value of the window against the reference "
+                         "sample: chance of a difference this large if nothing drifted",
         "drift_threshold": "KL in nats above which the feature counts as drifted",
-        "feature_drifted": "1 when KL is above the threshold with enough values, else 0",
+        "feature_drifted": "1 when KL is above the threshold and the difference significant "
+                           "(Holm over the features), with enough values, else 0",
+        "kl_noise_floor": "KL expected without drift at the window's size, nats",
+        "baseline_samples": "Usable values in the reference sample (0: no counts in the file)",
+        "drift_g_critical": "G significant at divergence.alpha with Bonferroni over the "
+                            "features, for the fleet-wide rule",
         "window_samples": "Non-missing values of the feature in the window",
         "window_min_samples": "Values the window needs before divergences are reported",
         "feature_missing_ratio": "Share of the window's messages missing the feature",
@@ -124,6 +130,9 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
             "drift_p_value": _value(feature.p_value),
             "drift_threshold": feature.threshold,
             "feature_drifted": 1.0 if feature.drift else 0.0,
+            "kl_noise_floor": _value(feature.kl_noise_floor),
+            "baseline_samples": float(feature.reference_samples),
+            "drift_g_critical": feature.g_critical,
             "window_samples": float(feature.samples),
             "window_min_samples": float(feature.min_samples),
             "feature_missing_ratio": _value(feature.missing_ratio),

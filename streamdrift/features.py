@@ -27,8 +27,6 @@ INVALID_VALUE_REASONS = {STATUS_WRONG_TYPE: "wrong_type", STATUS_NON_FINITE: "no
 # Stands for "a key on the path led into something that is not an object".
 _NOT_AN_OBJECT = object()
 
-# Text that tabular files (CSV) use for an empty cell.
-_MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
 
 @dataclass(frozen=True)
@@ -191,10 +189,64 @@ def categorical_column(values: Sequence[Any]) -> FeatureColumn:
 
 
 def extract_column(spec: FeatureSpec, values: Sequence[Any]) -> FeatureColumn:
-    """Raw values of one feature as a typed column."""
+    """Raw values of one feature as a typed column, the feature's missing values marked."""
     if spec.type == "numeric":
-        return numeric_column(values)
-    return categorical_column(values)
+        column = numeric_column(values)
+    else:
+        column = categorical_column(values)
+    if spec.missing_tokens:
+        column = mark_missing_values(spec, column, values)
+    return column
+
+
+def missing_categories(spec: FeatureSpec) -> frozenset[str]:
+    """The categories a categorical feature counts as missing, spelled as categories are
+    (numbers in decimal, an integral float as the integer)."""
+    spelled = categorical_column(list(spec.missing_tokens))
+    return frozenset(spelled.values[spelled.status == STATUS_OK].tolist())
+
+
+def missing_numbers(spec: FeatureSpec) -> tuple[float, ...]:
+    """The numbers (sentinels) a numeric feature counts as missing."""
+    return tuple(float(token) for token in spec.missing_tokens if not isinstance(token, str))
+
+
+def mark_missing_values(spec: FeatureSpec, column: FeatureColumn, values: Sequence[Any]
+                        ) -> FeatureColumn:
+    """``column`` with the values ``spec.missing_tokens`` names marked missing: for a
+    categorical feature those categories; for a numeric one, text equal to one of its text
+    tokens (case and surrounding spaces ignored) and numbers equal to one of its numbers.
+
+    >>> plan = FeatureSpec("plan", ("plan",), "categorical", missing_values=("unknown",))
+    >>> mark_missing_values(plan, categorical_column(["NA", "unknown"]),
+    ...                     ["NA", "unknown"]).status.tolist()
+    [0, 1]
+    >>> age = FeatureSpec("age", ("age",), "numeric", missing_values=("n/a", -1))
+    >>> raw = [" N/A ", -1, 7, "old"]
+    >>> mark_missing_values(age, numeric_column(raw), raw).status.tolist()
+    [1, 1, 0, 2]
+    """
+    status = column.status.copy()
+    array = column.values.copy()
+    if spec.type == "numeric":
+        texts = {token.strip().casefold() for token in spec.missing_tokens
+                 if isinstance(token, str)}
+        for index in np.flatnonzero(status == STATUS_WRONG_TYPE).tolist():
+            value = values[index]
+            if isinstance(value, str) and value.strip().casefold() in texts:
+                status[index] = STATUS_MISSING
+        numbers = missing_numbers(spec)
+        if numbers:
+            sentinel = (status == STATUS_OK) & np.isin(array, numbers)
+            status[sentinel] = STATUS_MISSING
+            array[sentinel] = 0.0
+    else:
+        categories = missing_categories(spec)
+        if categories:
+            named = (status == STATUS_OK) & np.isin(array, list(categories))
+            status[named] = STATUS_MISSING
+            array[named] = ""
+    return FeatureColumn(array, status)
 
 
 def extract_features(
@@ -205,22 +257,26 @@ def extract_features(
 
 
 def parse_text_cell(text: str | None, spec: FeatureSpec) -> Any:
-    """A tabular (CSV) cell as JSON would carry it: for a numeric feature a number if it reads
-    as one (else the text, which then counts as a wrong type), for a categorical one the text.
+    """A tabular (CSV) cell as JSON would carry it, so that one value reads the same from
+    every source: an empty cell is null; for a numeric feature a number if it reads as one
+    (else the text, which is missing if the feature says so and a wrong type otherwise); for
+    a categorical one the text as it is (``"NA"`` is a category unless the feature's
+    ``missing_values`` say otherwise).
 
     >>> numeric = FeatureSpec("x", ("x",), "numeric")
-    >>> [parse_text_cell(cell, numeric) for cell in ["3", "2.5", "", "NA", "gold", "1e400"]]
-    [3, 2.5, None, None, 'gold', inf]
-    >>> parse_text_cell(" 2.5 ", FeatureSpec("v", ("v",), "categorical"))
-    '2.5'
+    >>> [parse_text_cell(cell, numeric) for cell in ["3", " 2.5 ", "", "NA", "gold", "1e400"]]
+    [3, 2.5, None, 'NA', 'gold', inf]
+    >>> country = FeatureSpec("country", ("country",), "categorical")
+    >>> [parse_text_cell(cell, country) for cell in ["NA", "None", "  ", "de"]]
+    ['NA', 'None', None, 'de']
     """
     if text is None:
         return None
     stripped = text.strip()
-    if stripped.lower() in _MISSING_TEXT:
+    if not stripped:
         return None
     if spec.type == "categorical":
-        return stripped
+        return text
     try:
         return int(stripped)
     except ValueError:

@@ -8,6 +8,7 @@ without locks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,27 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from streamdrift.baseline import Baseline, FeatureBaseline, check_baseline_fits
+from streamdrift.baseline import Baseline, FeatureBaseline, build_baseline, check_baseline_fits
 from streamdrift.binning import SlotBinner
-from streamdrift.config import Config, FeatureSpec, TimeUnit, format_duration
+from streamdrift.config import (
+    Config,
+    DetectorConfig,
+    FeatureSpec,
+    TimeUnit,
+    WindowConfig,
+    format_duration,
+)
 from streamdrift.decoding import REJECT_BAD_TIMESTAMP
 from streamdrift.detectors import ChangeDetector, make_detector
-from streamdrift.divergence import Divergences, IncrementalKL, divergences
+from streamdrift.divergence import (
+    Divergences,
+    IncrementalKL,
+    auto_min_samples,
+    divergences,
+    expected_null_kl,
+    g_critical_values,
+    holm_adjusted,
+)
 from streamdrift.features import (
     INVALID_VALUE_REASONS,
     STATUS_NON_FINITE,
@@ -42,7 +58,10 @@ class FeatureReport:
     """One feature's state for the current window.
 
     The divergences are None while the window holds fewer than ``min_samples`` values
-    ("insufficient data"): a KL from a handful of values is mostly noise.
+    ("insufficient data"): a KL from a handful of values is mostly noise. ``status`` is
+    "drift" when ``kl`` is above ``threshold`` and ``p_value_adjusted`` (the two-sample
+    test's p-value, Holm-adjusted over the features of the report) is at most ``alpha``.
+    ``kl_noise_floor`` is the KL expected without drift at this window size.
     """
 
     name: str
@@ -52,13 +71,18 @@ class FeatureReport:
     js: float | None
     psi: float | None
     p_value: float | None
+    p_value_adjusted: float | None
+    kl_noise_floor: float | None
     samples: int
     missing: int
     invalid: int
     missing_ratio: float | None
     baseline_missing_ratio: float
     threshold: float
+    alpha: float
     min_samples: int
+    reference_samples: int
+    g_critical: float
     change_points: int
     window_counts: tuple[int, ...]
     bin_totals: tuple[int, ...]
@@ -80,8 +104,13 @@ class FeatureReport:
             "js": self.js,
             "psi": self.psi,
             "p_value": self.p_value,
+            "p_value_adjusted": self.p_value_adjusted,
+            "kl_noise_floor": self.kl_noise_floor,
             "threshold": self.threshold,
+            "alpha": self.alpha,
             "samples": self.samples,
+            "min_samples": self.min_samples,
+            "reference_samples": self.reference_samples,
             "missing": self.missing,
             "invalid": self.invalid,
             "missing_ratio": self.missing_ratio,
@@ -146,7 +175,7 @@ class DriftMonitor:
         self._pane_duration_s = (None if window.duration_s is None
                                  else window.duration_s / window.panes)
         self.histogram = WindowedHistogram(self.layout.n_slots, window.panes)
-        self._binner = SlotBinner(self._feature_baselines, self.layout)
+        self._binner = SlotBinner(self._feature_baselines, self.layout, self.specs)
         self._q, self.kl = self._comparison(self._feature_baselines)
         self.histogram.window_listeners.append(self.kl.on_change)
         self.histogram.pane_listeners.append(self._on_pane_closed)
@@ -157,7 +186,7 @@ class DriftMonitor:
             make_detector(config.detector) for _ in self.specs]
         n_features = len(self.specs)
         self._thresholds = np.array([config.threshold_for(s) for s in self.specs])
-        self._min_samples = np.array([config.min_samples_for(s) for s in self.specs])
+        self._set_reference(self._feature_baselines)
         self._change_points = np.zeros(n_features, dtype=np.int64)
         self._slot_totals = np.zeros(self.layout.n_slots, dtype=np.int64)
         self._out_of_range = np.zeros(n_features, dtype=np.int64)
@@ -266,6 +295,25 @@ class DriftMonitor:
         self.messages += count
         self.rejected[reason] += count
 
+    def _set_reference(self, features: Sequence[FeatureBaseline]) -> None:
+        """What the decisions need of the reference: its counts per bin (for the two-sample
+        test), its size and the bins it occupies per feature, and each feature's
+        min_samples (``auto`` derives it from those and the threshold)."""
+        self._reference_counts = np.concatenate([feature.counts for feature in features])
+        self._reference_samples = [feature.count for feature in features]
+        self._occupied_bins = [int(np.count_nonzero(feature.counts)) or feature.n_bins
+                               for feature in features]
+        self._min_samples = np.array([
+            configured if (configured := self.config.min_samples_for(spec)) is not None
+            else auto_min_samples(float(threshold), occupied, reference)
+            for spec, threshold, occupied, reference in zip(
+                self.specs, self._thresholds, self._occupied_bins, self._reference_samples,
+                strict=True)], dtype=np.int64)
+        # For the fleet-wide rule, which can neither pool bins nor run Holm's steps: the G
+        # that is significant at alpha with Bonferroni over the features.
+        self._g_critical = g_critical_values(self.config.divergence.alpha / len(self.specs),
+                                             np.array(self._occupied_bins) - 1).tolist()
+
     def _comparison(self, features: Sequence[FeatureBaseline]
                     ) -> tuple[npt.NDArray[np.float64], IncrementalKL]:
         """The baseline probabilities of every bin, laid end to end, and empty KL sums
@@ -288,8 +336,9 @@ class DriftMonitor:
             return False
         self.baseline = baseline
         self._feature_baselines = new_features
-        self._binner = SlotBinner(new_features, self.layout)  # the ranges may differ
+        self._binner = SlotBinner(new_features, self.layout, self.specs)  # ranges may differ
         self._q, kl = self._comparison(new_features)
+        self._set_reference(new_features)
         counts = self.histogram.counts
         kl.on_change(counts, counts)  # the whole window enters the new sums at once
         self.histogram.window_listeners[self.histogram.window_listeners.index(
@@ -319,11 +368,19 @@ class DriftMonitor:
     def divergences(self) -> Divergences:
         """Every divergence of the current window, computed from its counts."""
         counts = self.histogram.counts[self.layout.bin_slots]
-        return divergences(counts, self._q, self.layout.bin_starts, self.baseline.smoothing)
+        return divergences(counts, self._q, self.layout.bin_starts, self.baseline.smoothing,
+                           self._reference_counts)
 
     def report(self) -> DriftReport:
         """A frozen picture of the current window and the totals since start."""
         current = self.divergences()
+        samples_all = self.kl.samples
+        enough_all = samples_all >= self._min_samples
+        # The features evaluated together are one family of tests: Holm over them.
+        adjusted = holm_adjusted(np.where(enough_all, current.p_value, np.nan)).tolist()
+        noise_floor = expected_null_kl(samples_all, self._reference_samples,
+                                       self._occupied_bins).tolist()
+        alpha = self.config.divergence.alpha
         # Plain Python lists once, then slices: cheaper than a numpy call per feature.
         kl = self.kl.values().tolist()
         js, psi, p_value = current.js.tolist(), current.psi.tolist(), current.p_value.tolist()
@@ -352,7 +409,8 @@ class DriftMonitor:
             threshold = thresholds[index]
             status: FeatureStatus = "insufficient_data"
             if enough:
-                status = "drift" if kl[index] > threshold else "ok"
+                status = ("drift" if kl[index] > threshold and adjusted[index] <= alpha
+                          else "ok")
             feature_totals = totals[start:start + n_bins + 2]
             features[spec.name] = FeatureReport(
                 name=spec.name,
@@ -362,13 +420,18 @@ class DriftMonitor:
                 js=_number(js[index]) if enough else None,
                 psi=_number(psi[index]) if enough else None,
                 p_value=_number(p_value[index]) if enough else None,
+                p_value_adjusted=_number(adjusted[index]) if enough else None,
+                kl_noise_floor=_number(noise_floor[index]),
                 samples=samples,
                 missing=missing,
                 invalid=invalid,
                 missing_ratio=missing / in_window if in_window else None,
                 baseline_missing_ratio=feature.missing_ratio,
                 threshold=threshold,
+                alpha=alpha,
                 min_samples=min_samples,
+                reference_samples=self._reference_samples[index],
+                g_critical=self._g_critical[index],
                 change_points=change_points[index],
                 window_counts=tuple(window_counts),
                 bin_totals=tuple(feature_totals[:n_bins]),
@@ -394,6 +457,30 @@ class DriftMonitor:
             baseline_created_at=self.baseline.created_at,
             features=features,
         )
+
+
+def compare_columns(
+    config: Config,
+    reference: Mapping[str, FeatureColumn],
+    current: Mapping[str, FeatureColumn],
+    source: str = "reference",
+    rejected: Mapping[str, int] | None = None,
+) -> DriftReport:
+    """Two datasets compared: a baseline built from ``reference`` (the config's binning),
+    and all of ``current`` as one window of one pane (columns by feature name, in rows'
+    order). No change detection: a single window has no series."""
+    baseline = build_baseline(
+        config.features, reference, {spec.name: config.bins_for(spec) for spec in config.features},
+        config.baseline.max_categories, config.baseline.smoothing, source)
+    rows = len(current[config.features[0].name]) if config.features else 0
+    whole = dataclasses.replace(
+        config, window=WindowConfig(size=max(rows, 1), panes=1),
+        detector=DetectorConfig(method="none"))
+    monitor = DriftMonitor(whole, baseline, source)
+    for reason, count in (rejected or {}).items():
+        monitor.reject(reason, count)
+    monitor.process_columns([current[spec.name] for spec in config.features])
+    return monitor.report()
 
 
 def _number(value: float) -> float | None:

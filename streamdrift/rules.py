@@ -11,7 +11,12 @@ cumulative per-bin counts (``streamdrift_bin_total``) and the baseline
 the window across instances first, smooth them like the baseline
 (``p_i = (c_i + a) / (n + a B)``), take the baseline once (``max`` across instances, never
 ``sum``), and only then compute the divergence, so N replicas report the KL that one
-consumer of the whole topic would.
+consumer of the whole topic would. The fleet drift alert asks for significance too, as
+each replica's decision does, in the one form PromQL can compute: ``2 n m / (n + m) * KL``
+(``n`` values in the fleet's window, ``m`` in the reference) is about chi-square under no
+drift, so the KL must pass ``G* / 2 * (1/n + 1/m)``, with ``G*`` the critical value each
+replica exports (``streamdrift_drift_g_critical``: divergence.alpha, Bonferroni over the
+features, no pooling of sparse bins).
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ def recording_names(window: str) -> dict[str, str]:
         "probability": f"streamdrift:window_probability:smoothed{window}",
         "kl": f"streamdrift:kl_divergence:fleet{window}",
         "js": f"streamdrift:js_divergence:fleet{window}",
+        "reference_samples": "streamdrift:baseline_samples:max",
+        "g_critical": "streamdrift:drift_g_critical:max",
+        "kl_critical": f"streamdrift:kl_critical:fleet{window}",
     }
 
 
@@ -74,6 +82,15 @@ def recording_rules(params: RuleParameters) -> list[dict[str, Any]]:
         {"record": names["js"],
          "expr": f"sum by (feature) ({p} * ln({p} / {middle})) / 2"
                  f" + sum by (feature) ({q} * ln({q} / {middle})) / 2"},
+        {"record": names["reference_samples"],
+         "expr": "max by (feature) (streamdrift_baseline_samples)"},
+        {"record": names["g_critical"],
+         "expr": "max by (feature) (streamdrift_drift_g_critical)"},
+        # G* / 2 * (1/n + 1/m); a baseline without counts (m = 0) is taken as exact: 1/m = 0.
+        {"record": names["kl_critical"],
+         "expr": f"{names['g_critical']} / 2 * on(feature) (1 / {names['samples']}"
+                 f" + on(feature) (({names['reference_samples']} > bool 0)"
+                 f" / clamp_min({names['reference_samples']}, 1)))"},
     ]
 
 
@@ -99,22 +116,23 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
     job = params.job
     enough = "streamdrift_window_samples >= on(instance, job, feature) " \
              "streamdrift_window_min_samples"
+    # The service's own decision: KL above the threshold and significant (README).
+    drifted = "streamdrift_feature_drifted == 1"
     per_message = ("ignoring(feature) group_left "
                    f"rate(streamdrift_messages_total[{params.service_for}])")
     fleet = recording_names(params.fleet_window)
     return [
         _alert("StreamdriftFeatureDrift",
-               "streamdrift_kl_divergence > on(instance, job, feature) streamdrift_drift_threshold"
-               f" and on(instance, job, feature) {enough}",
+               f"streamdrift_kl_divergence and on(instance, job, feature) {drifted}",
                params.drift_for, "warning",
                "Feature {{ $labels.feature }} has drifted from its baseline",
                "KL(window || baseline) of {{ $labels.feature }} on {{ $labels.instance }} is "
-               "{{ $value | printf \"%.3f\" }} nats, above its threshold, for "
+               "{{ $value | printf \"%.3f\" }} nats, above its threshold and significant, for "
                f"{params.drift_for}.", params, "{{ $labels.feature }}"),
         _alert("StreamdriftFeatureDriftSevere",
                f"streamdrift_kl_divergence > on(instance, job, feature) "
                f"({params.severe_multiple:g} * streamdrift_drift_threshold)"
-               f" and on(instance, job, feature) {enough}",
+               f" and on(instance, job, feature) {drifted}",
                params.drift_for, "critical",
                "Feature {{ $labels.feature }} has drifted far from its baseline",
                "KL of {{ $labels.feature }} on {{ $labels.instance }} is "
@@ -126,7 +144,8 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
                f" and on(instance, job, feature) {enough}",
                params.drift_for, "warning",
                "Feature {{ $labels.feature }} fails the G-test against its baseline",
-               "The chance of a divergence this large without drift is "
+               "The chance of a difference this large between the window and the reference "
+               "sample without drift is "
                "{{ $value | printf \"%.2g\" }} for {{ $labels.feature }} on "
                f"{{{{ $labels.instance }}}} (alpha {params.p_value_alpha:g}).", params,
                "{{ $labels.feature }}"),
@@ -201,11 +220,13 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
         _alert("StreamdriftFleetDrift",
                f"{fleet['kl']} > on(feature) max by (feature) "
                f"(streamdrift_drift_threshold) and on(feature) {fleet['samples']} >= on(feature)"
-               " max by (feature) (streamdrift_window_min_samples)",
+               " max by (feature) (streamdrift_window_min_samples)"
+               f" and on(feature) {fleet['kl']} > on(feature) {fleet['kl_critical']}",
                params.drift_for, "warning",
                "Feature {{ $labels.feature }} has drifted across the fleet",
                f"KL over the last {params.fleet_window} of all replicas' traffic is "
-               "{{ $value | printf \"%.3f\" }} nats.", params, "{{ $labels.feature }}"),
+               "{{ $value | printf \"%.3f\" }} nats, above its threshold and significant.",
+               params, "{{ $labels.feature }}"),
     ]
 
 
@@ -227,14 +248,16 @@ def value_conditions(params: RuleParameters) -> dict[str, ValueCondition]:
     key = "on(instance, job, feature)"
     # 1 where the window holds enough values, 0 where it does not.
     enough = f"(streamdrift_window_samples >= bool {key} streamdrift_window_min_samples)"
+    drifted = "streamdrift_feature_drifted"
     ratio = f"streamdrift_kl_divergence / {key} streamdrift_drift_threshold"
     per_message = ("ignoring(feature) group_left "
                    f"rate(streamdrift_messages_total[{params.service_for}])")
     job = params.job
     fleet = recording_names(params.fleet_window)
     return {
-        "StreamdriftFeatureDrift": ValueCondition(f"({ratio}) * {key} {enough}", "gt", 1),
-        "StreamdriftFeatureDriftSevere": ValueCondition(f"({ratio}) * {key} {enough}", "gt",
+        # drifted is 0 or 1, and 1 only where KL is above the threshold: ratio > 1.
+        "StreamdriftFeatureDrift": ValueCondition(f"({ratio}) * {key} {drifted}", "gt", 1),
+        "StreamdriftFeatureDriftSevere": ValueCondition(f"({ratio}) * {key} {drifted}", "gt",
                                                         params.severe_multiple),
         # Where the window is too small the value is p / 0 = +Inf: never below alpha.
         "StreamdriftFeatureDriftPValue": ValueCondition(
@@ -271,7 +294,9 @@ def value_conditions(params: RuleParameters) -> dict[str, ValueCondition]:
         FLEET_ALERT: ValueCondition(
             f"({fleet['kl']} / on(feature) max by (feature) (streamdrift_drift_threshold))"
             f" * on(feature) ({fleet['samples']} >= bool on(feature)"
-            " max by (feature) (streamdrift_window_min_samples))", "gt", 1),
+            " max by (feature) (streamdrift_window_min_samples))"
+            f" * on(feature) ({fleet['kl']} > bool on(feature) {fleet['kl_critical']})",
+            "gt", 1),
     }
 
 

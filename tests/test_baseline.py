@@ -479,7 +479,7 @@ def test_a_baseline_that_does_not_fit_names_every_problem():
 
 def test_the_summary_shows_each_feature_s_shape():
     ranged = FeatureBaseline("amount", "numeric", np.array([1, 2, 1]),
-                             np.array([0.25, 0.5, 0.25]), missing=4,
+                             np.array([0.25, 0.5, 0.25]), missing=4, invalid=7,
                              edges=np.array([1.0, 2.0]), minimum=0.5, maximum=1234567.0)
     bare = FeatureBaseline("score", "numeric", np.array([1, 1]), np.array([0.5, 0.5]),
                            edges=np.array([0.0]))
@@ -495,11 +495,12 @@ def test_the_summary_shows_each_feature_s_shape():
         "smoothing   0.5",
         f"hash        {baseline.content_hash()}",
         "",
-        "feature                  type          bins      count  missing  shape",
-        "amount                   numeric          3          4        4  range [0.5, 1.23457e+06]",
-        "score                    numeric          2          2        0  1 edges",
-        "tier                     categorical      5         10        0  b 40%, d 25%, c 20%"
-        " ... other 5.0%",
+        "feature                  type          bins      count  missing  invalid  shape",
+        "amount                   numeric          3          4        4        7  "
+        "range [0.5, 1.23457e+06]",
+        "score                    numeric          2          2        0        0  1 edges",
+        "tier                     categorical      5         10        0        0  "
+        "b 40%, d 25%, c 20% ... other 5.0%",
     ]
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from streamdrift.baseline import FeatureBaseline
 from streamdrift.binning import SlotBinner
-from streamdrift.features import STATUS_MISSING, STATUS_OK, TypedRows
+from streamdrift.config import FeatureSpec
+from streamdrift.features import STATUS_MISSING, STATUS_OK, TypedRows, extract_column
 from streamdrift.sketch import SlotLayout
 
 CATEGORIES = ("gold", "silver", "", "bronze")
@@ -140,3 +141,35 @@ def test_columns_must_be_one_per_feature():
     assert binner.bin_columns(columns).slots.shape == (2, 3)
     with pytest.raises(ValueError, match="zip"):
         binner.bin_columns(columns[:1])
+
+
+@given(features_and_rows(), st.data())
+def test_values_a_feature_names_missing_are_missing_on_both_paths(case, data):
+    """Sentinel numbers and categories listed in ``missing_values`` go to the missing slot,
+    in the typed path as in the general one (which reads them with ``extract_column``)."""
+    features, rows = case
+    specs = []
+    for feature in features:
+        if feature.type == "numeric":
+            tokens = tuple(data.draw(st.lists(st.sampled_from([-4.0, 2.0, 7.0]), max_size=2)))
+        else:
+            tokens = tuple(data.draw(st.lists(st.sampled_from(CATEGORIES), max_size=2)))
+        specs.append(FeatureSpec(feature.name, (feature.name,), feature.type,
+                                 missing_values=tokens))
+    layout = SlotLayout.from_bins([f.n_bins for f in features])
+    binner = SlotBinner(features, layout, specs)
+    raw = {feature: rows.numeric[:, j].tolist()
+           for j, feature in enumerate(rows.numeric_features)}
+    raw.update({feature: list(values) for feature, values in
+                zip(rows.categorical_features, rows.categories, strict=True)})
+    fast = binner.bin_typed(rows)
+    general = binner.bin_columns([extract_column(spec, raw[index])
+                                  for index, spec in enumerate(specs)])
+    np.testing.assert_array_equal(_in_feature_order(fast.slots, rows), general.slots)
+    np.testing.assert_array_equal(fast.states, general.states)
+    np.testing.assert_array_equal(fast.out_of_range, general.out_of_range)
+    for index, spec in enumerate(specs):
+        named = sum(value in spec.missing_tokens for value in raw[index]
+                    if value is not None and value == value)
+        unset = sum(value is None or value != value for value in raw[index])
+        assert fast.states[index, STATUS_MISSING] == named + unset

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from streamdrift.cli import main
 from streamdrift.config import load_config
+from streamdrift.divergence import auto_min_samples
 from streamdrift.synthetic import SyntheticStream, demo_config
 from tests.conftest import EXAMPLE_CONFIG, REPO
 
@@ -154,3 +156,129 @@ def test_demo_runs_as_the_readme_says_and_sees_the_drift():
     expected = ", ".join(sorted(("session_length", "device"), key=[
         spec.name for spec in demo_config().features].index))
     assert f"drifted at the end: {expected}" in result.stdout
+
+
+FAITHFUL_CONFIG = {
+    "features": [{"name": "country", "type": "categorical"},
+                 {"name": "plan", "type": "categorical"},
+                 {"name": "spend", "type": "numeric", "bins": 5}],
+    "window": {"size": 500, "panes": 5},
+}
+# Real categories that look like missing-value markers, and real missing values.
+COUNTRIES = ["NA", "DE", "None", "null", "N/A", "FR"]
+PLANS = ["None", "free", "pro"]
+
+
+def _faithful_rows(count: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"country": None if index % 50 == 0 else str(rng.choice(COUNTRIES)),
+             "plan": str(rng.choice(PLANS)),
+             "spend": None if index % 40 == 0 else round(float(rng.gamma(2.0, 30.0)), 2)}
+            for index in range(count)]
+
+
+def test_categories_that_look_missing_read_the_same_from_every_source(tmp_path: Path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(FAITHFUL_CONFIG))
+    rows = _faithful_rows(3000, seed=1)
+    with (tmp_path / "reference.csv").open("w") as out:
+        out.write("country,plan,spend\n")
+        for row in rows:  # None is an empty cell, the only missing value CSV has
+            out.write(",".join("" if row[k] is None else str(row[k])
+                               for k in ("country", "plan", "spend")) + "\n")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "reference.parquet")
+    with (tmp_path / "reference.jsonl").open("w") as out:
+        out.writelines(json.dumps(row) + "\n" for row in rows)
+    built = {}
+    for suffix in ("csv", "parquet", "jsonl"):
+        output = tmp_path / f"baseline-{suffix}.json"
+        assert main(["baseline", "build", "--config", str(tmp_path / "config.yaml"),
+                     "--input", str(tmp_path / f"reference.{suffix}"),
+                     "--output", str(output)]) == 0
+        built[suffix] = json.loads(output.read_text())["features"]
+    assert built["csv"] == built["parquet"] == built["jsonl"]
+    assert set(built["csv"]["country"]["categories"]) == set(COUNTRIES)
+    assert set(built["csv"]["plan"]["categories"]) == set(PLANS)
+    assert built["csv"]["country"]["missing"] == 60  # the 60 empty cells, nothing else
+
+    # A stream of JSON messages carrying those strings is not flagged against it.
+    with (tmp_path / "stream.jsonl").open("w") as out:
+        out.writelines(json.dumps(row) + "\n" for row in _faithful_rows(2000, seed=2))
+    report_path = tmp_path / "report.json"
+    assert main(["replay", "--config", str(tmp_path / "config.yaml"), "--baseline",
+                 str(tmp_path / "baseline-csv.json"), "--input", str(tmp_path / "stream.jsonl"),
+                 "--report", str(report_path), "--fail-on-drift"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["drifted"] == []
+    assert report["features"]["country"]["unseen_total"] == 0
+    capsys.readouterr()
+
+
+def test_invalid_reference_cells_are_reported_at_build_and_shown(tmp_path: Path, capsys):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(FAITHFUL_CONFIG))
+    lines = ["country;plan;spend"]  # a semicolon-separated file, found as such
+    for index in range(400):
+        spend = {7: "$1,200.00", 9: "abc", 11: "12 EUR", 13: "NA"}.get(index, str(index % 90))
+        lines.append(f"DE;free;{spend}")
+    (tmp_path / "reference.csv").write_text("\n".join(lines) + "\n")
+    assert main(["baseline", "build", "--config", str(tmp_path / "config.yaml"),
+                 "--input", str(tmp_path / "reference.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "spend: 3 invalid values left out (e.g. '$1,200.00', 'abc', '12 EUR')" in out
+    assert main(["baseline", "show", str(tmp_path / "baseline.json")]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    header = next(line for line in shown if line.startswith("feature"))
+    assert header.split()[:7] == ["feature", "type", "bins", "count", "missing", "invalid",
+                                  "shape"]
+    spend = next(line.split() for line in shown if line.startswith("spend"))
+    assert spend[3:6] == ["396", "1", "3"]  # usable, missing ("NA"), invalid
+
+
+@pytest.mark.parametrize(("text", "delimiter"), [
+    ("country\tplan\tspend\nDE\tfree\t3\n", None),  # sniffed
+    ("country|plan|spend\nDE|free|3\n", "|"),
+    ("country\tplan\tspend\nDE\tfree\t3\n", "\\t"),
+])
+def test_a_csv_file_with_another_delimiter_is_read(tmp_path: Path, capsys, text, delimiter):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(FAITHFUL_CONFIG))
+    (tmp_path / "reference.csv").write_text(text)
+    args = ["baseline", "build", "--config", str(tmp_path / "config.yaml"),
+            "--input", str(tmp_path / "reference.csv")]
+    if delimiter is not None:
+        args += ["--delimiter", delimiter]
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    document = json.loads((tmp_path / "baseline.json").read_text())["features"]
+    assert document["country"]["categories"] == ["DE"]
+    assert document["spend"]["count"] == 1
+
+
+@pytest.mark.parametrize("content", ["", "country,plan,spend\n"])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_an_empty_file_says_no_rows(tmp_path: Path, capsys, content, suffix):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(FAITHFUL_CONFIG))
+    path = tmp_path / f"reference.{suffix}"
+    path.write_text(content if suffix == "csv" else "\n" * len(content))
+    assert main(["baseline", "build", "--config", str(tmp_path / "config.yaml"),
+                 "--input", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"streamdrift: error: {path}: no rows"
+
+
+def test_check_shows_each_feature_s_min_samples_and_its_noise(workspace: Path, capsys):
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "reference.csv")])
+    capsys.readouterr()
+    assert main(["check", "--config", str(workspace / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "significant at alpha 0.001 (Holm over the 7 features)" in out
+    baseline = json.loads((workspace / "baseline.json").read_text())["features"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in baseline}
+    for name, row in rows.items():
+        occupied = sum(1 for count in baseline[name]["counts"] if count)
+        threshold = 0.2 if name == "device" else 0.1
+        expected = auto_min_samples(threshold, occupied, baseline[name]["count"])
+        assert row[4:6] == [str(expected), "(auto)"], name
+        assert float(row[6]) <= threshold / 2

@@ -117,3 +117,41 @@ def test_unreadable_or_malformed_files_fail_clearly(tmp_path: Path):
         parse_config({}, tmp_path, environ={})
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_config(["a"], tmp_path, environ={})
+
+
+def test_the_decision_settings_default_to_auto_and_alpha_and_are_checked(tmp_path: Path):
+    config = _load(tmp_path, {"features": [{"name": "a"}, {"name": "b", "min_samples": 40}]})
+    assert config.divergence.min_samples == "auto"
+    assert config.divergence.alpha == 0.001
+    assert config.min_samples_for(config.features[0]) is None  # auto: from the baseline
+    assert config.min_samples_for(config.features[1]) == 40
+    fixed = _load(tmp_path, {"features": [{"name": "a"}],
+                             "divergence": {"min_samples": 250, "alpha": 0.01}})
+    assert fixed.min_samples_for(fixed.features[0]) == 250
+    assert fixed.divergence.alpha == 0.01
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {"features": [{"name": "a"}],
+                         "divergence": {"min_samples": "some", "alpha": 1.5}})
+    assert "divergence.min_samples must be an integer (got 'some')" in str(raised.value)
+    assert "divergence.alpha must be below 1 (got 1.5)" in str(raised.value)
+
+
+def test_missing_values_are_per_feature_then_global_then_by_type(tmp_path: Path):
+    config = _load(tmp_path, {"features": [
+        {"name": "country", "type": "categorical"},
+        {"name": "plan", "type": "categorical", "missing_values": ["unknown", ""]},
+        {"name": "age"},
+        {"name": "score", "missing_values": [-999, "n.a."]}]})
+    country, plan, age, score = config.features
+    assert country.missing_tokens == ()  # "NA" is Namibia
+    assert plan.missing_tokens == ("unknown", "")
+    assert age.missing_tokens == ("", "NA", "N/A", "NaN", "null", "None")
+    assert score.missing_tokens == (-999.0, "n.a.")
+    everywhere = _load(tmp_path, {"features": [{"name": "country", "type": "categorical"},
+                                               {"name": "age", "missing_values": []}],
+                                  "input": {"missing_values": ["?"]}})
+    assert [spec.missing_tokens for spec in everywhere.features] == [("?",), ()]
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, {"features": [{"name": "a", "missing_values": "NA"}]})
+    assert "features[0].missing_values must be a list of strings and numbers (got 'NA')" \
+        in str(raised.value)

@@ -9,21 +9,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.stats import chi2, entropy, power_divergence
+from scipy.stats import chi2, chi2_contingency, entropy, kstest, power_divergence
 
 from streamdrift.divergence import (
+    MIN_SAMPLES_FLOOR,
     IncrementalKL,
     _CompensatedSum,
+    auto_min_samples,
     divergences,
+    expected_null_kl,
     g_test_p_value,
+    holm_adjusted,
+    homogeneity_test,
     xlogx,
 )
 from streamdrift.sketch import SlotLayout, WindowedHistogram
 from tests.strategies import (
     count_vectors,
     histograms_against_baseline,
+    holm_oracle,
     js_oracle,
     probability_vectors,
+    two_sample_oracle,
 )
 
 
@@ -197,3 +204,153 @@ def test_compensated_sum_recovers_terms_below_the_rounding_of_the_total():
     for term in terms:
         total.add(np.array([term]))
     assert total.value()[0] == math.fsum(terms) == 2.0
+
+
+# ---- the two-sample test, Holm, the noise floor -----------------------------------------------
+
+@st.composite
+def count_tables(draw: st.DrawFn, max_features: int = 4):
+    """Several features' (window counts, reference counts): empty bins, thin bins, rows
+    far apart in size, an empty row now and then."""
+    pairs = []
+    for _ in range(draw(st.integers(1, max_features))):
+        n_bins = draw(st.integers(1, 30))
+        window = draw(count_vectors(n_bins, huge=False))
+        reference = draw(count_vectors(n_bins, huge=False))
+        pairs.append((window, reference))
+    return pairs
+
+
+def _tables_flat(pairs):
+    window = np.concatenate([w for w, _ in pairs])
+    reference = np.concatenate([r for _, r in pairs])
+    starts = np.cumsum([0] + [len(w) for w, _ in pairs[:-1]])
+    return window, reference, starts
+
+
+@given(count_tables())
+def test_the_two_sample_test_equals_its_oracle_on_any_table(pairs):
+    """G from scipy's chi2_contingency on the table pooled as documented (built column by
+    column in tests/strategies.py), the p-value with Williams' correction."""
+    window, reference, starts = _tables_flat(pairs)
+    g, dof, p = homogeneity_test(window, reference, starts)
+    for index, (w, r) in enumerate(pairs):
+        expected_g, expected_dof, expected_p = two_sample_oracle(w, r)
+        assert dof[index] == expected_dof
+        assert g[index] == pytest.approx(expected_g, rel=1e-9, abs=1e-9)
+        assert p[index] == pytest.approx(expected_p, rel=1e-9, abs=1e-12)
+
+
+@given(st.integers(2, 40), st.integers(0, 2**32 - 1))
+def test_with_no_sparse_column_the_statistic_is_scipys_on_the_table_itself(n_bins, seed):
+    rng = np.random.default_rng(seed)
+    probabilities = rng.dirichlet(np.ones(n_bins) * 5)
+    window = rng.multinomial(int(rng.integers(2_000, 20_000)), probabilities)
+    reference = rng.multinomial(int(rng.integers(2_000, 50_000)), probabilities)
+    total = window + reference
+    smaller = min(window.sum(), reference.sum()) / total.sum()
+    if (total * smaller < 5).any():
+        return  # a sparse column: the pooled oracle above covers it
+    g, dof, _ = homogeneity_test(window, reference, np.array([0]))
+    expected = chi2_contingency([window, reference], correction=False,
+                                lambda_="log-likelihood")
+    assert g[0] == pytest.approx(expected.statistic, rel=1e-9)
+    assert dof[0] == expected.dof == n_bins - 1
+
+
+KINDS = {
+    # name: the law of one feature's bins
+    "uniform, 20 bins": np.ones(20) / 20,
+    "uniform, 50 bins": np.ones(50) / 50,
+    "skewed, 50 categories": (lambda w: w / w.sum())(1 / np.arange(1, 51) ** 1.2),
+    "60 categories, many rare": np.random.default_rng(11).dirichlet(np.ones(60) * 0.5),
+    "3 categories": np.array([0.6, 0.3, 0.1]),
+    "5 integer values": np.array([0.05, 0.25, 0.4, 0.25, 0.05]),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_p_values_of_two_samples_of_one_law_are_uniform(kind):
+    """600 pairs of samples of one law, each of its own sizes (reference and window drawn
+    apart, log-uniform from 1,000 to 50,000): the p-values pass a Kolmogorov-Smirnov test
+    against the uniform law, and their 1 % tail holds about 1 % of them."""
+    probabilities = KINDS[kind]
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    draws = 600
+    sizes = np.exp(rng.uniform(np.log(1_000), np.log(50_000), size=(draws, 2))).astype(int)
+    reference = np.stack([rng.multinomial(m, probabilities) for m in sizes[:, 0]])
+    window = np.stack([rng.multinomial(n, probabilities) for n in sizes[:, 1]])
+    starts = np.arange(draws) * len(probabilities)
+    _, _, p = homogeneity_test(window.ravel(), reference.ravel(), starts)
+    assert kstest(p, "uniform").pvalue > 0.001
+    # 6 expected under 1 %; a binomial 99.9 % band is 0 to 15.
+    assert np.count_nonzero(p < 0.01) <= 15
+
+
+def test_the_reference_is_a_sample_too():
+    """Two samples of one law, the window a fifth of the reference: the one-sample test,
+    which takes the reference as exact, rejects far more often than its level; the
+    two-sample test does not."""
+    rng = np.random.default_rng(3)
+    probabilities = np.ones(20) / 20
+    draws, m, n = 2000, 5_000, 25_000
+    reference = rng.multinomial(m, probabilities, size=draws)
+    window = rng.multinomial(n, probabilities, size=draws)
+    starts = np.arange(draws) * 20
+    _, _, p_two = homogeneity_test(window.ravel(), reference.ravel(), starts)
+    q = ((reference + 0.5) / (m + 0.5 * 20)).astype(np.float64)
+    p_one = divergences(window.ravel(), q.ravel(), starts, 0.5).p_value
+    assert np.mean(p_two < 0.01) < 0.02
+    assert np.mean(p_one < 0.01) > 0.3
+
+
+def test_a_feature_without_reference_counts_keeps_the_one_sample_test():
+    q = np.array([0.5, 0.3, 0.2, 0.25, 0.75])
+    counts = np.array([60, 20, 20, 10, 90])
+    starts = np.array([0, 3])
+    reference = np.array([500, 300, 200, 0, 0])  # the second feature has no counts
+    result = divergences(counts, q, starts, 0.5, reference)
+    one_sample = power_divergence(counts[3:], 100 * q[3:], lambda_="log-likelihood")
+    assert result.p_value[1] == pytest.approx(one_sample.pvalue, rel=1e-9)
+    assert result.p_value[0] == pytest.approx(two_sample_oracle(counts[:3], reference[:3])[2],
+                                              rel=1e-9)
+    assert result.dof.tolist() == [2, 1]
+
+
+@given(st.lists(st.one_of(st.floats(0, 1), st.just(math.nan)), max_size=12),
+       st.sampled_from([0.001, 0.01, 0.05]))
+def test_holm_rejects_what_the_step_down_procedure_rejects(p_values, alpha):
+    adjusted = holm_adjusted(np.array(p_values, dtype=np.float64))
+    named = {str(i): p for i, p in enumerate(p_values) if not math.isnan(p)}
+    rejected = {str(i) for i, a in enumerate(adjusted.tolist()) if a <= alpha}
+    assert rejected == holm_oracle(named, alpha)
+    assert all(math.isnan(a) == math.isnan(p) for a, p in zip(adjusted, p_values,
+                                                               strict=True))
+
+
+def test_the_noise_floor_is_the_mean_kl_of_a_window_without_drift():
+    """Simulated: the plug-in KL of a window of n against a smoothed reference of m values,
+    both drawn from one law, averages (B - 1)/2 (1/n + 1/m)."""
+    rng = np.random.default_rng(5)
+    bins, draws = 20, 4000
+    probabilities = rng.dirichlet(np.ones(bins) * 20)
+    for n, m in [(300, 50_000), (1_000, 5_000), (5_000, 5_000)]:
+        reference = rng.multinomial(m, probabilities, size=draws)
+        window = rng.multinomial(n, probabilities, size=draws)
+        q = ((reference + 0.5) / (m + 0.5 * bins)).astype(np.float64)
+        kl = divergences(window.ravel(), q.ravel(), np.arange(draws) * bins, 0.5).kl
+        expected = expected_null_kl([n], [m], [bins])[0]
+        assert kl.mean() == pytest.approx(expected, rel=0.05), (n, m)
+
+
+@given(st.floats(0.01, 1.0), st.integers(1, 100), st.integers(0, 10**6))
+def test_auto_min_samples_is_the_smallest_window_under_half_the_threshold(threshold, bins,
+                                                                         reference):
+    n = auto_min_samples(threshold, bins, reference)
+    assert n >= MIN_SAMPLES_FLOOR
+    floor = expected_null_kl([n, n - 1], [reference] * 2, [bins] * 2)
+    if n > MIN_SAMPLES_FLOOR and n != reference:
+        assert floor[0] <= threshold / 2 * (1 + 1e-12)
+        assert floor[1] > threshold / 2
+    if bins > 1 and reference > 0 and (bins - 1) / (2 * reference) >= threshold / 2:
+        assert n == max(MIN_SAMPLES_FLOOR, reference)  # the reference itself is too noisy

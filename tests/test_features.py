@@ -77,3 +77,31 @@ def test_typed_rows_refuse_categories_that_do_not_match_their_features():
     rows = TypedRows(np.zeros((2, 0)), [("a", "b")], (), (0, 1))
     with pytest.raises(ValueError, match="zip"):
         rows.columns()
+
+
+def test_a_category_is_missing_only_when_empty_null_absent_or_named_missing():
+    country = FeatureSpec("country", ("country",), "categorical")
+    messages: list[dict[str, Any]] = [
+        {"country": "NA"}, {"country": "None"}, {"country": "null"}, {"country": "N/A"},
+        {"country": None}, {}, {"country": ""}]
+    (column,) = extract_features(messages, [country])
+    assert column.values.tolist()[:5] == ["NA", "None", "null", "N/A", ""]
+    # An empty string is a value like any other in a message; only the feature's own list
+    # turns text into "missing".
+    assert column.status.tolist() == [0, 0, 0, 0, 1, 1, 0]
+    plan = FeatureSpec("plan", ("plan",), "categorical", missing_values=("", "unknown", 0))
+    (column,) = extract_features([{"plan": "unknown"}, {"plan": ""}, {"plan": 0},
+                                  {"plan": "free"}], [plan])
+    assert column.status.tolist() == [1, 1, 1, 0]
+
+
+def test_numeric_missing_text_and_sentinels():
+    age = FeatureSpec("age", ("age",), "numeric")
+    (column,) = extract_features([{"age": "NA"}, {"age": " n/a "}, {"age": "old"},
+                                  {"age": 30}, {"age": -999}], [age])
+    assert column.status.tolist() == [1, 1, 2, 0, 0]
+    score = FeatureSpec("score", ("score",), "numeric", missing_values=(-999,))
+    (column,) = extract_features([{"score": -999}, {"score": -999.0}, {"score": "NA"},
+                                  {"score": 3}], [score])
+    assert column.status.tolist() == [1, 1, 2, 0]  # its own list: "NA" is no longer missing
+    assert column.values.tolist()[3] == 3.0

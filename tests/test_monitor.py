@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy.stats import entropy, power_divergence
+from scipy.stats import entropy
 
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
 from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor
-from tests.strategies import js_oracle
+from tests.strategies import holm_oracle, js_oracle, two_sample_oracle
 
 CONFIG = {
     "features": [
@@ -86,6 +86,7 @@ def test_report_equals_batch_computation_over_the_window(values, batch_size):
         assert report.messages == seen
         assert report.window_messages == len(window)
         oracle = [_oracle_bins(baseline, message) for message in window]
+        evaluated: dict[str, float] = {}
         for index, name in enumerate(["amount", "channel"]):
             feature = report.features[name]
             bins = [b for pair in oracle if (b := pair[index]) is not None]
@@ -104,11 +105,16 @@ def test_report_equals_batch_computation_over_the_window(values, batch_size):
             smoothed = (counts + 0.5) / (len(bins) + 0.5 * len(counts))
             assert feature.psi == pytest.approx(entropy(smoothed, q) + entropy(q, smoothed),
                                                 rel=1e-9, abs=1e-12)
-            # The G-test of the window's counts against the baseline's probabilities.
-            expected_p = power_divergence(counts, len(bins) * q,
-                                          lambda_="log-likelihood").pvalue
+            # The two-sample test of the window's counts against the reference's.
+            _, _, expected_p = two_sample_oracle(counts, baseline[name].counts)
+            assert feature.p_value is not None
             assert feature.p_value == pytest.approx(expected_p, rel=1e-6, abs=1e-12)
-            assert feature.drift == (feature.kl is not None and feature.kl > 0.1)
+            evaluated[name] = feature.p_value
+        # Drift: KL above the threshold and significant, Holm over the features evaluated.
+        significant = holm_oracle(evaluated, alpha=0.001)
+        for name, feature in report.features.items():
+            assert feature.drift == (name in significant and feature.kl is not None
+                                     and feature.kl > 0.1)
         missing = sum(1 for m in window if m["order"]["amount"] is None
                       or m["order"]["amount"] != m["order"]["amount"])
         assert report.features["amount"].missing == missing
@@ -346,8 +352,6 @@ def _psi_oracle(counts: np.ndarray, q: np.ndarray, alpha: float) -> float:
 
 
 def test_report_fields_equal_their_oracles_and_its_json_holds_them():
-    from scipy.stats import power_divergence
-
     from streamdrift.config import format_duration
 
     for window, expected_window in [({"size": 200, "panes": 4}, "200 messages, 4 panes"),
@@ -363,20 +367,27 @@ def test_report_fields_equal_their_oracles_and_its_json_holds_them():
         assert report.window == expected_window
         assert report.baseline_hash == baseline.content_hash()
         assert report.baseline_created_at == baseline.created_at
+        p_values = {name: f.p_value for name, f in report.features.items()
+                    if f.p_value is not None}
+        significant = holm_oracle(p_values, alpha=0.001)
         for spec in config.features:
             feature = report.features[spec.name]
             reference = baseline[spec.name]
             counts = np.array(feature.window_counts)
             assert (feature.name, feature.type) == (spec.name, spec.type)
             assert (feature.threshold, feature.min_samples) == (0.05, 20)
+            assert (feature.alpha, feature.reference_samples) == (0.001, reference.count)
             assert feature.baseline_missing_ratio == reference.missing_ratio
             assert feature.status == ("drift" if feature.kl is not None and feature.kl > 0.05
-                                      else "ok")
+                                      and spec.name in significant else "ok")
             q = reference.probabilities
             assert feature.psi == pytest.approx(_psi_oracle(counts, q, baseline.smoothing),
                                                 rel=1e-9)
-            g_test = power_divergence(counts, counts.sum() * q, lambda_="log-likelihood")
-            assert feature.p_value == pytest.approx(g_test.pvalue, rel=1e-6, abs=1e-300)
+            _, _, expected_p = two_sample_oracle(counts, reference.counts)
+            assert feature.p_value == pytest.approx(expected_p, rel=1e-6, abs=1e-300)
+            occupied = np.count_nonzero(reference.counts)
+            assert feature.kl_noise_floor == pytest.approx(
+                (occupied - 1) / 2 * (1 / counts.sum() + 1 / reference.count), rel=1e-12)
             others = counts.sum() - counts[:-1].sum() if spec.type == "categorical" else 0
             assert feature.unseen_total == others
         # The JSON report: every field, as plain JSON values, counters as integers.
@@ -394,10 +405,11 @@ def test_report_fields_equal_their_oracles_and_its_json_holds_them():
         assert document["drifted"] == report.drifted
         for name, feature in report.features.items():
             entry = document["features"][name]
-            for key in ("type", "status", "drift", "kl", "js", "psi", "p_value", "threshold",
-                        "samples", "missing", "invalid", "missing_ratio",
-                        "baseline_missing_ratio", "change_points", "unseen_total",
-                        "out_of_range_total"):
+            for key in ("type", "status", "drift", "kl", "js", "psi", "p_value",
+                        "p_value_adjusted", "kl_noise_floor", "threshold", "alpha", "samples",
+                        "min_samples", "reference_samples", "missing", "invalid",
+                        "missing_ratio", "baseline_missing_ratio", "change_points",
+                        "unseen_total", "out_of_range_total"):
                 assert entry[key] == getattr(feature, key), key
             assert entry["invalid_values_total"] == dict(feature.invalid_values_total)
             assert entry["window_counts"] == list(feature.window_counts)

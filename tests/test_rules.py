@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from scipy.stats import chi2
 
 from streamdrift.rules import (
     RuleParameters,
@@ -123,7 +124,8 @@ def _feature(name: str) -> dict[str, str]:
 
 
 def _feature_series(kl: dict[str, float], samples: dict[str, float],
-                    p_value: dict[str, float]) -> list[dict[str, str]]:
+                    p_value: dict[str, float], drifted: dict[str, float]
+                    ) -> list[dict[str, str]]:
     series = []
     for name in kl:
         labels = _feature(name)
@@ -133,14 +135,18 @@ def _feature_series(kl: dict[str, float], samples: dict[str, float],
             _constant("streamdrift_window_samples", labels, samples[name]),
             _constant("streamdrift_window_min_samples", labels, 100),
             _constant("streamdrift_drift_p_value", labels, p_value[name]),
+            _constant("streamdrift_feature_drifted", labels, drifted[name]),
         ]
     return series
 
 
+# As the service reports them: a drifted; b under its threshold; c with too few values; d
+# above its threshold but not significant (so not drift); e drift, not severe.
 DRIFT_SERIES = _feature_series(
-    kl={"a": 0.5, "b": 0.05, "c": 0.5, "d": 0.2},
-    samples={"a": 1000, "b": 1000, "c": 50, "d": 1000},
-    p_value={"a": 1e-12, "b": 0.4, "c": 1e-12, "d": 1e-3},
+    kl={"a": 0.5, "b": 0.05, "c": 0.5, "d": 0.2, "e": 0.2},
+    samples={"a": 1000, "b": 1000, "c": 50, "d": 1000, "e": 1000},
+    p_value={"a": 1e-12, "b": 0.4, "c": 1e-12, "d": 0.01, "e": 1e-5},
+    drifted={"a": 1, "b": 0, "c": 0, "d": 0, "e": 1},
 )
 
 
@@ -159,7 +165,7 @@ def _alert_cases() -> list[dict[str, Any]]:
         ("StreamdriftFeatureDrift", "10m", [_expected_alert("StreamdriftFeatureDrift",
                                                             _feature("a"), 0.5),
                                             _expected_alert("StreamdriftFeatureDrift",
-                                                            _feature("d"), 0.2)]),
+                                                            _feature("e"), 0.2)]),
         ("StreamdriftFeatureDriftSevere", "10m", [
             _expected_alert("StreamdriftFeatureDriftSevere", _feature("a"), 0.5)]),
         ("StreamdriftFeatureDriftPValue", "10m", [
@@ -243,19 +249,22 @@ def test_each_alert_fires_where_it_should_and_only_there(tmp_path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("broken", "fixed"), [
-    ("streamdrift_kl_divergence > on(instance, job, feature) streamdrift_drift_threshold",
-     "streamdrift_kl_divergence < on(instance, job, feature) streamdrift_drift_threshold"),
-    ("streamdrift_window_samples >= on(instance, job, feature) streamdrift_window_min_samples",
-     "streamdrift_window_samples >= on(instance, job, feature) 0 * "
-     "streamdrift_window_min_samples"),
-    ("up{job=\"streamdrift\"} == 0", "up{job=\"streamdrift\"} == 1"),
+@pytest.mark.parametrize(("alert", "broken", "fixed"), [
+    ("StreamdriftFeatureDrift", "streamdrift_feature_drifted == 1",
+     "streamdrift_feature_drifted == 0"),
+    ("StreamdriftFeatureDriftPValue", "streamdrift_window_min_samples",
+     "0 * streamdrift_window_min_samples"),
+    ("StreamdriftDown", "== 0", "== 1"),
 ])
-def test_a_broken_rule_fails_the_tests(tmp_path: Path, broken: str, fixed: str):
-    text = SHIPPED.read_text()
-    assert broken in text
+def test_a_broken_rule_fails_the_tests(tmp_path: Path, alert: str, broken: str, fixed: str):
+    document = yaml.safe_load(SHIPPED.read_text())
+    rules = [rule for group in document["groups"] for rule in group["rules"]
+             if rule.get("alert") == alert]
+    assert len(rules) == 1
+    assert broken in rules[0]["expr"]
+    rules[0]["expr"] = rules[0]["expr"].replace(broken, fixed)
     mutated = tmp_path / "broken-rules.yml"
-    mutated.write_text(text.replace(broken, fixed))
+    mutated.write_text(yaml.safe_dump(document, sort_keys=False))
     result = _run_promtool_test(tmp_path, _alert_cases(), mutated)
     assert result.returncode != 0
 
@@ -288,12 +297,13 @@ def prometheus_increase(samples: list[tuple[float, float]], range_start: float,
     return result * (interval / sampled)
 
 
-def _fleet_case(rng: np.random.Generator, event: str) -> tuple[list[dict[str, str]],
-                                                                 dict[str, tuple[float, float]]]:
-    """Two replicas, two features; ``event`` is "none", "reset" or "replica_dies"."""
+def _fleet_case(rng: np.random.Generator, event: str
+                ) -> tuple[list[dict[str, str]], dict[str, tuple[float, float, float]]]:
+    """Two replicas, two features; ``event`` is "none", "reset" or "replica_dies".
+    Expected per feature: the fleet's KL, JS and the values in its window."""
     steps, window_s, eval_s = 20, 600.0, 1200.0
     series: list[dict[str, str]] = []
-    expected: dict[str, tuple[float, float]] = {}
+    expected: dict[str, tuple[float, float, float]] = {}
     for feature, n_bins in (("a", 5), ("b", 3)):
         q = rng.dirichlet(np.ones(n_bins))
         drifted = rng.dirichlet(np.ones(n_bins) * 0.5)
@@ -323,7 +333,7 @@ def _fleet_case(rng: np.random.Generator, event: str) -> tuple[list[dict[str, st
         m = (p + q) / 2
         kl = float(np.sum(p * np.log(p / q)))
         js = float(np.sum(p * np.log(p / m)) / 2 + np.sum(q * np.log(q / m)) / 2)
-        expected[feature] = (kl, js)
+        expected[feature] = (kl, js, float(counts.sum()))
     return series, expected
 
 
@@ -333,7 +343,7 @@ def test_fleet_kl_equals_the_python_computation_on_the_same_counts(tmp_path: Pat
     series, expected = _fleet_case(np.random.default_rng(7), event)
     names = recording_names(PARAMS.fleet_window)
     checks = []
-    for feature, (kl, js) in expected.items():
+    for feature, (kl, js, _) in expected.items():
         assert math.isfinite(kl)
         assert kl > 0
         for name, value in ((names["kl"], kl), (names["js"], js)):
@@ -351,18 +361,40 @@ def test_fleet_kl_equals_the_python_computation_on_the_same_counts(tmp_path: Pat
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_fleet_drift_alert_uses_the_recorded_kl(tmp_path: Path):
+@pytest.mark.parametrize("reference_samples", [5000, 0])
+def test_fleet_drift_alert_needs_the_kl_above_its_threshold_and_significant(
+        tmp_path: Path, reference_samples: int):
+    """Feature a's critical G is an ordinary one; b's is out of reach, so b's KL, above its
+    threshold, is not significant. ``reference_samples`` 0: a baseline without counts,
+    taken as exact."""
     series, expected = _fleet_case(np.random.default_rng(7), "none")
+    critical = {"a": float(chi2.isf(0.001 / 2, 4)), "b": 1e9}
     for feature in expected:
         for replica in ("r1:9108", "r2:9108"):
             labels = {"job": "streamdrift", "instance": replica, "feature": feature}
             series += [_constant("streamdrift_drift_threshold", labels, 0.1),
-                       _constant("streamdrift_window_min_samples", labels, 100)]
+                       _constant("streamdrift_window_min_samples", labels, 100),
+                       _constant("streamdrift_baseline_samples", labels, reference_samples),
+                       _constant("streamdrift_drift_g_critical", labels, critical[feature])]
+    inverse_m = 1 / reference_samples if reference_samples else 0.0
+    kl_critical = {f: critical[f] / 2 * (1 / n + inverse_m) for f, (_, _, n) in
+                   expected.items()}
+    assert all(kl > 0.1 for kl, _, _ in expected.values()), "the case should drift"
     alerts = [_expected_alert("StreamdriftFleetDrift", {"feature": f}, kl)
-              for f, (kl, _) in sorted(expected.items()) if kl > 0.1]
-    assert alerts, "the case should drift"
-    result = _run_promtool_test(tmp_path, [_alert_test(series, [
-        ("StreamdriftFleetDrift", "20m", alerts)])])
+              for f, (kl, _, _) in sorted(expected.items()) if kl > kl_critical[f]]
+    assert [alert["exp_labels"]["feature"] for alert in alerts] == ["a"]
+    name = recording_names(PARAMS.fleet_window)["kl_critical"]
+    checks = [{"expr": f'abs({name}{{feature="{f}"}} / {value!r} - 1) < bool 1e-9',
+               "eval_time": "20m", "exp_samples": [{"labels": f'{{feature="{f}"}}',
+                                                    "value": 1}]}
+              for f, value in kl_critical.items()]
+    # The Grafana form holds where the alert does.
+    condition = value_conditions(PARAMS)["StreamdriftFleetDrift"]
+    checks.append({"expr": f"count(({condition.value}) > {condition.threshold!r}) or vector(0)",
+                   "eval_time": "20m", "exp_samples": [{"labels": "{}", "value": len(alerts)}]})
+    result = _run_promtool_test(tmp_path, [
+        {**_alert_test(series, [("StreamdriftFleetDrift", "20m", alerts)]),
+         "promql_expr_test": checks}])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -295,8 +295,9 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                .with_panel(graph(
                    next(ids), "KL divergence by feature",
                    "KL(window || baseline) in nats per feature and instance (solid), and the "
-                   "feature's threshold (dashed): a feature drifts when its KL stays above "
-                   "its threshold with enough values in the window. Gaps: too few values.",
+                   "feature's threshold (dashed): a feature drifts when its KL is above its "
+                   "threshold and the two-sample test finds the difference significant, with "
+                   "enough values in the window. Gaps: too few values.",
                    "none",
                    target("A", kl, per_instance),
                    target("B", selector("streamdrift_drift_threshold"),
@@ -353,7 +354,8 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                    .id(next(ids))
                    .title("Drift state")
                    .description("streamdrift_feature_drifted: red while the feature's KL is "
-                                "above its threshold with enough values in the window.")
+                                "above its threshold and significant, with enough values in "
+                                "the window.")
                    .datasource(DATASOURCE)
                    .with_target(target("A", selector("streamdrift_feature_drifted"),
                                        per_instance))
@@ -533,14 +535,19 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                    .repeat("feature")
                    .with_panel(graph(
                        next(ids), "KL vs threshold: $feature",
-                       "KL of $feature per instance (solid) and its threshold (dashed).",
+                       "KL of $feature per instance (solid), its threshold (dashed red) and "
+                       "the KL expected without drift at the window's size (dashed grey): "
+                       "a KL inside that noise band says nothing.",
                        "none",
                        target("A", kl, "{{instance}}"),
                        target("B", selector("streamdrift_drift_threshold"),
-                              "threshold {{instance}}"))
+                              "threshold {{instance}}"),
+                       target("C", selector("streamdrift_kl_noise_floor"),
+                              "noise floor {{instance}}"))
                        .decimals(3)
                        .min(0)
-                       .override_by_query("B", dashed("red")))
+                       .override_by_query("B", dashed("red"))
+                       .override_by_query("C", dashed("gray")))
                    .with_panel(graph(
                        next(ids), "Window samples: $feature",
                        "Values of $feature in the window (solid) and the values it needs "

@@ -14,35 +14,62 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamdrift.config import FeatureSpec
 from streamdrift.decoding import MessageDecoder
 from streamdrift.errors import InputError
-from streamdrift.features import FeatureColumn, extract_column, parse_text_cell, raw_values
+from streamdrift.features import (
+    STATUS_MISSING,
+    FeatureColumn,
+    extract_column,
+    parse_text_cell,
+    raw_values,
+)
 
 TABULAR_SUFFIXES = (".csv", ".parquet")
 MESSAGE_SUFFIXES = (".jsonl", ".ndjson")
 
 
+# How many unusable values of a feature a dataset keeps to show.
+INVALID_EXAMPLES = 3
+# The delimiters a CSV file is sniffed for when none is given.
+CSV_DELIMITERS = ",;\t|"
+
+
 @dataclass
 class Dataset:
-    """Feature columns read from one or more files, with the lines that could not be used."""
+    """Feature columns read from one or more files, with the lines that could not be used
+    and, per feature, the first few values that could not (``invalid_examples``)."""
 
     columns: dict[str, FeatureColumn]
     rows: int
     rejected: Counter[str] = field(default_factory=Counter)
     sources: list[str] = field(default_factory=list)
+    invalid_examples: dict[str, list[Any]] = field(default_factory=dict)
+
+    def invalid_counts(self) -> dict[str, int]:
+        """Unusable values (wrong type, non-finite) per feature, where there are any."""
+        counts = {name: int(np.count_nonzero(column.status > STATUS_MISSING))
+                  for name, column in self.columns.items()}
+        return {name: count for name, count in counts.items() if count}
 
 
 def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
-                 max_message_bytes: int) -> Dataset:
-    """Every feature's values across ``paths`` (rows in file order, files in given order)."""
+                 max_message_bytes: int, delimiter: str | None = None) -> Dataset:
+    """Every feature's values across ``paths`` (rows in file order, files in given order).
+
+    A CSV file is split on ``delimiter``, or on the one of ``CSV_DELIMITERS`` its first
+    lines show. A file without a single row is an error.
+    """
     values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     rejected: Counter[str] = Counter()
     rows = 0
     for path in paths:
         suffix = path.suffix.lower()
+        file_rejected: Counter[str] = Counter()
         if suffix == ".csv":
-            file_values = _read_csv(path, specs)
+            file_values = _read_csv(path, specs, delimiter)
         elif suffix == ".parquet":
             file_values = _read_parquet(path, specs)
         elif suffix in MESSAGE_SUFFIXES:
@@ -51,18 +78,31 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
         else:
             raise InputError(f"{path}: unknown input type {suffix!r}; use .csv, .parquet or "
                              ".jsonl")
+        file_rows = len(file_values[specs[0].name]) if specs else 0
+        if file_rows == 0 and not file_rejected:
+            raise InputError(f"{path}: no rows")
         for spec in specs:
             values[spec.name].extend(file_values[spec.name])
-        rows += len(file_values[specs[0].name]) if specs else 0
+        rows += file_rows
     columns = {spec.name: extract_column(spec, values[spec.name]) for spec in specs}
-    return Dataset(columns, rows, rejected, [str(path) for path in paths])
+    examples = {name: [values[name][index] for index in
+                       np.flatnonzero(column.status > STATUS_MISSING)[:INVALID_EXAMPLES].tolist()]
+                for name, column in columns.items()}
+    return Dataset(columns, rows, rejected, [str(path) for path in paths],
+                   {name: found for name, found in examples.items() if found})
 
 
-def _read_csv(path: Path, specs: Sequence[FeatureSpec]) -> dict[str, list[Any]]:
+def _read_csv(path: Path, specs: Sequence[FeatureSpec], delimiter: str | None
+              ) -> dict[str, list[Any]]:
     try:
         with path.open(newline="", encoding="utf-8") as stream:
-            reader = csv.DictReader(stream)
+            if delimiter is None:
+                delimiter = _sniff_delimiter(stream.read(65536))
+                stream.seek(0)
+            reader = csv.DictReader(stream, delimiter=delimiter)
             header = reader.fieldnames or []
+            if not header:
+                raise InputError(f"{path}: no rows")
             _require_columns(path, header, specs)
             values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
             for row in reader:
@@ -73,6 +113,18 @@ def _read_csv(path: Path, specs: Sequence[FeatureSpec]) -> dict[str, list[Any]]:
         raise InputError(f"cannot read {path}: {error.strerror}") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"{path} is not a readable UTF-8 CSV file: {error}") from None
+
+
+def _sniff_delimiter(sample: str) -> str:
+    r"""The delimiter of a CSV sample among ``CSV_DELIMITERS``; a comma when it tells none.
+
+    >>> _sniff_delimiter("a;b;c\n1;2,5;x\n"), _sniff_delimiter("a\n1\n")
+    (';', ',')
+    """
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _read_parquet(path: Path, specs: Sequence[FeatureSpec]) -> dict[str, list[Any]]:
