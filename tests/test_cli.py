@@ -50,14 +50,20 @@ def _get(message: dict, path: tuple[str, ...]) -> object:
     return message
 
 
-def test_baselines_from_csv_parquet_and_jsonl_agree(workspace: Path, capsys):
-    outputs = {}
+def _baselines_from_each_format(folder: Path) -> dict[str, dict]:
+    """The baseline's features built from reference.{csv,parquet,jsonl} in ``folder``."""
+    built = {}
     for suffix in ("csv", "parquet", "jsonl"):
-        output = workspace / f"baseline-{suffix}.json"
-        assert main(["baseline", "build", "--config", str(workspace / "config.yaml"),
-                     "--input", str(workspace / f"reference.{suffix}"),
+        output = folder / f"baseline-{suffix}.json"
+        assert main(["baseline", "build", "--config", str(folder / "config.yaml"),
+                     "--input", str(folder / f"reference.{suffix}"),
                      "--output", str(output)]) == 0
-        outputs[suffix] = json.loads(output.read_text())["features"]
+        built[suffix] = json.loads(output.read_text())["features"]
+    return built
+
+
+def test_baselines_from_csv_parquet_and_jsonl_agree(workspace: Path, capsys):
+    outputs = _baselines_from_each_format(workspace)
     assert outputs["csv"] == outputs["parquet"] == outputs["jsonl"]
     assert outputs["csv"]["discount_rate"]["missing"] > 0
     printed = capsys.readouterr().out
@@ -191,13 +197,7 @@ def test_categories_that_look_missing_read_the_same_from_every_source(tmp_path: 
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "reference.parquet")
     with (tmp_path / "reference.jsonl").open("w") as out:
         out.writelines(json.dumps(row) + "\n" for row in rows)
-    built = {}
-    for suffix in ("csv", "parquet", "jsonl"):
-        output = tmp_path / f"baseline-{suffix}.json"
-        assert main(["baseline", "build", "--config", str(tmp_path / "config.yaml"),
-                     "--input", str(tmp_path / f"reference.{suffix}"),
-                     "--output", str(output)]) == 0
-        built[suffix] = json.loads(output.read_text())["features"]
+    built = _baselines_from_each_format(tmp_path)
     assert built["csv"] == built["parquet"] == built["jsonl"]
     assert set(built["csv"]["country"]["categories"]) == set(COUNTRIES)
     assert set(built["csv"]["plan"]["categories"]) == set(PLANS)
