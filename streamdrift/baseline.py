@@ -248,13 +248,19 @@ def build_baseline(
 
 
 def save_baseline(baseline: Baseline, path: Path) -> None:
-    """Write the baseline as indented JSON, atomically (a reader never sees half a file)."""
+    """Write the baseline as indented JSON, atomically (a reader never sees half a file),
+    readable by all like any file the umask allows (0644 usually): a service running under
+    another user, in a container say, must read it."""
     text = json.dumps(baseline.to_json(), indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        # mkstemp makes the file 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

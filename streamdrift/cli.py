@@ -46,7 +46,7 @@ from streamdrift.divergence import expected_null_kl
 from streamdrift.errors import ConfigError, StreamdriftError
 from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor, DriftReport, compare_columns
-from streamdrift.rules import RuleParameters, render_rules
+from streamdrift.rules import RuleParameters, render_prometheus_rule, render_rules
 from streamdrift.sources.file import Dataset, iter_jsonl_payloads, read_dataset
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
 
@@ -158,6 +158,13 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("--runbook-base", default=defaults.runbook_base,
                        help="URL of this README, for the runbook links")
     rules.add_argument("--job", default=defaults.job, help="the scrape job's name")
+    rules.add_argument("--format", choices=("rules", "prometheusrule"), default="rules",
+                       help="a Prometheus rule file, or a Prometheus Operator PrometheusRule "
+                            "manifest (for clusters without Helm)")
+    rules.add_argument("--name", default="streamdrift",
+                       help="with --format prometheusrule: the object's name")
+    rules.add_argument("--namespace", default=None,
+                       help="with --format prometheusrule: the object's namespace")
     rules.add_argument("--output", type=Path, help="write here instead of stdout")
     rules.set_defaults(handler=_rules)
 
@@ -380,11 +387,15 @@ def _rules(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--{name.replace('_', '-')} must be a duration like 5m "
                               f"(got {value!r})") from None
-    text = render_rules(RuleParameters(
+    params = RuleParameters(
         drift_for=args.drift_for, severe_multiple=args.severe_multiple,
         p_value_alpha=args.p_value_alpha, fleet_window=args.fleet_window,
         service_for=args.service_for, lag_messages=args.lag_messages,
-        runbook_base=args.runbook_base, job=args.job))
+        runbook_base=args.runbook_base, job=args.job)
+    if args.format == "prometheusrule":
+        text = render_prometheus_rule(params, args.name, args.namespace)
+    else:
+        text = render_rules(params)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:

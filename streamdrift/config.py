@@ -32,6 +32,8 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
     "STREAMDRIFT_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "STREAMDRIFT_KAFKA_TOPIC": ("kafka", "topic"),
     "STREAMDRIFT_KAFKA_GROUP_ID": ("kafka", "group_id"),
+    # A StatefulSet sets it from the pod's name (static membership).
+    "STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": ("kafka", "group_instance_id"),
     "STREAMDRIFT_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
     "STREAMDRIFT_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
     "STREAMDRIFT_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
@@ -80,6 +82,9 @@ class KafkaConfig:
     topic: str | None = "features"
     topic_pattern: str | None = None
     group_id: str = "streamdrift"
+    # Static membership (KIP-345): a member that comes back under the same id within the
+    # session timeout gets its partitions back without a rebalance.
+    group_instance_id: str | None = None
     client_id: str = "streamdrift"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -494,6 +499,7 @@ def _parse_kafka(
         topic=topic,
         topic_pattern=topic_pattern,
         group_id=section.text("group_id", defaults.group_id),
+        group_instance_id=section.optional_text("group_instance_id"),
         client_id=section.text("client_id", defaults.client_id),
         security_protocol=protocol,
         sasl_mechanism=mechanism,

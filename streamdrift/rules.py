@@ -300,16 +300,37 @@ def value_conditions(params: RuleParameters) -> dict[str, ValueCondition]:
     }
 
 
-def render_rules(params: RuleParameters) -> str:
+def rule_groups(params: RuleParameters) -> list[dict[str, Any]]:
+    """The two rule groups: the fleet-wide recording rules with the fleet alert, and the
+    other alerts."""
     alerts = alerting_rules(params)
     # The fleet alert sits in the recording rules' group, after them: rules of one group run
     # in order, so it sees this evaluation's divergence, not the one of the previous cycle.
     fleet = [rule for rule in alerts if rule["alert"] == FLEET_ALERT]
-    document = {"groups": [
+    return [
         {"name": "streamdrift-fleet", "rules": [*recording_rules(params), *fleet]},
         {"name": "streamdrift-alerts",
          "rules": [rule for rule in alerts if rule["alert"] != FLEET_ALERT]},
-    ]}
+    ]
+
+
+def render_prometheus_rule(params: RuleParameters, name: str = "streamdrift",
+                           namespace: str | None = None) -> str:
+    """The same groups as a Prometheus Operator ``PrometheusRule`` manifest."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    metadata["labels"] = {"app.kubernetes.io/name": "streamdrift"}
+    document = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                "metadata": metadata, "spec": {"groups": rule_groups(params)}}
+    header = ("# streamdrift's Prometheus rules as a PrometheusRule, rendered by\n"
+              "# `streamdrift rules --format prometheusrule`. kubectl apply -f this "
+              "file.\n")
+    return header + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def render_rules(params: RuleParameters) -> str:
+    document = {"groups": rule_groups(params)}
     header = ("# Prometheus rules for streamdrift, rendered by `streamdrift rules`.\n"
               "# Re-render with other parameters rather than editing by hand: "
               "`streamdrift rules --help`.\n")

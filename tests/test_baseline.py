@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -525,3 +526,13 @@ def test_a_baseline_file_is_read_as_utf_8_whatever_the_locale(tmp_path: Path):
                             cwd=Path.cwd(), capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ascii(("São Paulo", "Zürich"))
+
+
+def test_a_saved_baseline_is_readable_by_other_users(tmp_path: Path):
+    """mkstemp's 0600 would keep a container running under another user out."""
+    previous = os.umask(0o022)
+    try:
+        save_baseline(_two_feature_baseline(), tmp_path / "baseline.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "baseline.json").stat().st_mode) == 0o644

@@ -134,6 +134,8 @@ class ConfluentSource:
                 # A member killed with -9 holds its partitions until its session expires.
                 "session.timeout.ms": session_ms,
                 "heartbeat.interval.ms": max(100, session_ms // 3),
+                **({} if self.config.group_instance_id is None
+                   else {"group.instance.id": self.config.group_instance_id}),
             }))
         except KafkaException as error:  # a setting librdkafka refuses: no retry will help
             detail = _describe(error)

@@ -96,6 +96,8 @@ class KafkaSource:
                     # A member killed with -9 holds its partitions until its session
                     # expires: 10 s rather than the client's 45 s gets a restart going.
                     session_timeout_ms=int(self.config.session_timeout_s * 1000),
+                    # Static membership: a restart within the session keeps the assignment.
+                    group_instance_id=self.config.group_instance_id,
                     heartbeat_interval_ms=max(100, int(self.config.session_timeout_s * 1000
                                                        / 3)),
                     **self._settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -435,3 +436,44 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
                        what="the first Ctrl+C seen")
     service.send_signal(signal.SIGINT)
     assert service.terminate(timeout_s=60) == 130
+
+
+def test_static_membership_lets_a_replica_restart_without_a_rebalance(
+        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
+        service_factory: ServiceFactory, kafka_client: str) -> None:
+    """Two replicas with static member ids (from the environment, as a StatefulSet sets
+    them): one restarts within the session timeout and gets its own partitions back, and
+    the other is not disturbed at all."""
+    topic = topic_factory(partitions=4)
+    config, port = setup_service(tmp_path, bootstrap, topic, window_size=5000,
+                                 client=kafka_client,
+                                 extra={"kafka": {"session_timeout_s": 45}})
+    produce(bootstrap, topic, demo_messages(config, 2000))
+    first = service_factory(config, port, env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "a"})
+    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 4, 60,
+                     what="all four partitions for the first replica")
+    second_port = free_port()
+    second = service_factory(config, second_port,
+                             env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "b",
+                                  "STREAMDRIFT_METRICS_PORT": str(second_port)})
+    for service in (first, second):
+        service.wait_until(lambda s=service: s.value("streamdrift_assigned_partitions") == 2,
+                           60, what="two partitions each")
+    first.wait_ready(60)
+    second.wait_ready(60)
+    held = re.findall(r"event=partitions_assigned partitions=(\S+)", first.log_text())[-1]
+    second_log_before = second.log_text()
+
+    assert first.terminate() == 0
+    first.start()
+    first.wait_until(lambda: re.search(r"event=partitions_assigned partitions=\S",
+                                       first.log_text().split("---- start #2")[1]), 60,
+                     what="the restarted replica's partitions")
+    again = re.findall(r"event=partitions_assigned partitions=(\S+)",
+                       first.log_text().split("---- start #2")[1])
+    assert again == [held]  # its own partitions, in one assignment
+    first.wait_ready(60)
+    # The other replica saw nothing: no revocation, no new assignment.
+    assert second.log_text() == second_log_before or not re.search(
+        r"event=partitions_(revoked|assigned)", second.log_text()[len(second_log_before):])
+    assert second.value("streamdrift_assigned_partitions") == 2

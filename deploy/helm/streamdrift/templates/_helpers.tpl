@@ -1,0 +1,60 @@
+{{/* The release's name, cut to Kubernetes' 63 characters. */}}
+{{- define "streamdrift.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamdrift.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "streamdrift.labels" -}}
+{{ include "streamdrift.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "streamdrift.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the pod finds its files. */}}
+{{- define "streamdrift.baselinePath" -}}/etc/streamdrift/baseline/{{ .Values.baseline.key }}{{- end -}}
+{{- define "streamdrift.saslPasswordPath" -}}/etc/streamdrift/kafka-sasl/{{ .Values.kafkaAuth.saslPasswordSecret.key }}{{- end -}}
+
+{{/* The config file: the user's map, with what the chart decides set over it. */}}
+{{- define "streamdrift.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $_ := set $config "baseline" (mergeOverwrite (deepCopy (default (dict) $config.baseline)) (dict "path" (include "streamdrift.baselinePath" .))) -}}
+{{- $_ := set $config "metrics" (mergeOverwrite (deepCopy (default (dict) $config.metrics)) (dict "port" .Values.metricsPort "bind_address" "0.0.0.0")) -}}
+{{- if .Values.kafkaAuth.saslPasswordSecret.name -}}
+{{- $_ := set $config "kafka" (mergeOverwrite (deepCopy $config.kafka) (dict "sasl_password_file" (include "streamdrift.saslPasswordPath" .))) -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* The baseline's volume source. */}}
+{{- define "streamdrift.baselineVolume" -}}
+{{- if .Values.baseline.existingConfigMap -}}
+configMap:
+  name: {{ .Values.baseline.existingConfigMap }}
+{{- else if .Values.baseline.existingSecret -}}
+secret:
+  secretName: {{ .Values.baseline.existingSecret }}
+{{- else if .Values.baseline.volume -}}
+{{ toYaml .Values.baseline.volume }}
+{{- else -}}
+{{/* baseline.json, stored by the chart; or, without it, that ConfigMap made by hand. */}}
+configMap:
+  name: {{ include "streamdrift.fullname" . }}-baseline
+{{- end -}}
+{{- end -}}
