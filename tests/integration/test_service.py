@@ -456,9 +456,10 @@ def test_static_membership_lets_a_replica_restart_without_a_rebalance(
     second = service_factory(config, second_port,
                              env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "b",
                                   "STREAMDRIFT_METRICS_PORT": str(second_port)})
-    for service in (first, second):
-        service.wait_until(lambda s=service: s.value("streamdrift_assigned_partitions") == 2,
-                           60, what="two partitions each")
+    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 2, 60,
+                     what="two partitions for the first replica")
+    second.wait_until(lambda: second.value("streamdrift_assigned_partitions") == 2, 60,
+                      what="two partitions for the second replica")
     first.wait_ready(60)
     second.wait_ready(60)
     held = re.findall(r"event=partitions_assigned partitions=(\S+)", first.log_text())[-1]
