@@ -55,6 +55,9 @@ class FeatureBaseline:
     categories: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    # Per numeric bin: the one value all its reference values share, or None (a range, or
+    # unknown for a file written without it). Labels only: never used in a divergence.
+    single_values: tuple[float | None, ...] = ()
     _category_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,42 @@ class FeatureBaseline:
     def missing_ratio(self) -> float:
         total = self.count + self.missing + self.invalid
         return self.missing / total if total else 0.0
+
+    @cached_property
+    def bin_labels(self) -> tuple[str, ...]:
+        r"""A readable name for every bin, in bin order.
+
+        Numeric: ``< e0``, ``[e0, e1)``, ..., ``>= e_last`` from the edges, or the value
+        itself where every reference value of the bin is that one value. Categorical: the
+        category (control characters escaped), then ``other`` (``other (unlisted)`` when a
+        category is itself called ``other``).
+
+        >>> age = FeatureBaseline("age", "numeric", np.array([5, 5, 5]),
+        ...                       np.array([0.3, 0.3, 0.4]), edges=np.array([18.0, 40.5]))
+        >>> age.bin_labels
+        ('< 18', '[18, 40.5)', '>= 40.5')
+        >>> FeatureBaseline("kids", "numeric", np.array([5, 5]), np.array([0.5, 0.5]),
+        ...                 edges=np.array([1.0]), single_values=(0.0, None)).bin_labels
+        ('0', '>= 1')
+        >>> FeatureBaseline("plan", "categorical", np.array([5, 5, 0]),
+        ...                 np.array([0.45, 0.45, 0.1]), categories=("pro", "a\tb")).bin_labels
+        ('pro', 'a\\tb', 'other')
+        """
+        if self.type != "numeric":
+            names = [_printable(category) for category in self.categories]
+            other = "other (unlisted)" if "other" in self.categories else "other"
+            return (*names, other)
+        edges = [format_number(edge) for edge in self.edges.tolist()]
+        if not edges:
+            labels = ["all values"]
+        else:
+            labels = [f"< {edges[0]}",
+                      *(f"[{low}, {high})" for low, high in itertools.pairwise(edges)),
+                      f">= {edges[-1]}"]
+        for index, value in enumerate(self.single_values):
+            if value is not None and index < len(labels):
+                labels[index] = format_number(value)
+        return tuple(labels)
 
     def same_bins(self, other: FeatureBaseline) -> bool:
         """Whether a value falls in the same bin under both (probabilities may differ)."""
@@ -116,6 +155,8 @@ class FeatureBaseline:
             document["edges"] = [float(edge) for edge in self.edges]
             document["min"] = self.minimum
             document["max"] = self.maximum
+            if any(value is not None for value in self.single_values):
+                document["single_values"] = list(self.single_values)
         else:
             document["categories"] = list(self.categories)
         document["probabilities"] = [float(p) for p in self.probabilities]
@@ -211,11 +252,12 @@ def build_feature_baseline(
         )
     if spec.type == "numeric":
         edges = quantile_edges(values, bins)
-        counts = np.bincount(np.searchsorted(edges, values, side="right"),
-                             minlength=len(edges) + 1).astype(np.int64)
+        slots = np.searchsorted(edges, values, side="right")
+        counts = np.bincount(slots, minlength=len(edges) + 1).astype(np.int64)
         return FeatureBaseline(
             spec.name, "numeric", counts, smooth(counts, alpha), missing, invalid,
             edges=edges, minimum=float(values.min()), maximum=float(values.max()),
+            single_values=_single_values(values, slots, len(edges) + 1),
         )
     frequencies = Counter(values.tolist())
     # Most frequent first; ties broken by name so that a rebuild gives the same file.
@@ -227,6 +269,45 @@ def build_feature_baseline(
         spec.name, "categorical", counts, smooth(counts, alpha), missing, invalid,
         categories=tuple(category for category, _ in kept),
     )
+
+
+def _single_values(values: npt.NDArray[np.float64], slots: npt.NDArray[np.int64],
+                   n_bins: int) -> tuple[float | None, ...]:
+    """Per bin, the one value all of its reference values share, else None.
+
+    >>> _single_values(np.array([0.0, 0.0, 2.0, 3.0]), np.array([0, 0, 1, 1]), 3)
+    (0.0, None, None)
+    """
+    low = np.full(n_bins, np.inf)
+    high = np.full(n_bins, -np.inf)
+    np.minimum.at(low, slots, values)
+    np.maximum.at(high, slots, values)
+    return tuple(float(a) if a == b else None
+                 for a, b in zip(low.tolist(), high.tolist(), strict=True))
+
+
+def format_number(value: float) -> str:
+    """A number as a person reads it: an integer without decimals, else six significant
+    digits.
+
+    >>> format_number(88.0), format_number(12.5), format_number(0.1 + 0.2), format_number(-1e-7)
+    ('88', '12.5', '0.3', '-1e-07')
+    """
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _printable(text: str) -> str:
+    r"""Text with its control characters escaped, so that a label stays on one line.
+
+    >>> _printable("a\nb"), _printable("café")
+    ('a\\nb', 'café')
+    """
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() else
+                   character.encode("unicode_escape").decode("ascii") for character in text)
 
 
 def build_baseline(
@@ -384,6 +465,11 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
     if "count" in raw and _is_count(raw["count"]) and isinstance(counts, list) \
             and all(map(_is_count, counts)) and sum(counts) not in (0, raw["count"]):
         fault(f"count {raw['count']} differs from the sum of counts {sum(counts)}")
+    single_values = raw.get("single_values", [])
+    if not isinstance(single_values, list) or not all(
+            value is None or _is_number(value) for value in single_values) or (
+            single_values and len(single_values) != len(probabilities)):
+        fault("single_values must be a list of numbers or nulls, one per bin")
     if len(problems) > before:
         return None
     return FeatureBaseline(
@@ -397,6 +483,8 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
         categories=tuple(categories),
         minimum=None if minimum is None else float(minimum),
         maximum=None if maximum is None else float(maximum),
+        single_values=tuple(None if value is None else float(value)
+                            for value in single_values),
     )
 
 
@@ -414,6 +502,86 @@ def check_baseline_fits(baseline: Baseline, specs: Iterable[FeatureSpec], where:
     if problems:
         raise BaselineError(join_problems(f"baseline {where} does not fit the config:",
                                           problems))
+
+
+@dataclass(frozen=True)
+class FeatureDiff:
+    """How a feature moved from one baseline to another: ``kl`` is KL(new || old) of their
+    (smoothed) probabilities on the old baseline's bins; ``moved`` holds ``(label, old
+    share, new share)`` of the bins whose share changed most; ``projected`` says the new
+    baseline had other bins and was mapped onto the old ones (an approximation: values
+    spread evenly within each new bin)."""
+
+    name: str
+    kl: float
+    moved: tuple[tuple[str, float, float], ...]
+    projected: bool
+
+
+def project_onto(source: FeatureBaseline, target: FeatureBaseline) -> npt.NDArray[np.float64]:
+    """``source``'s probabilities over ``target``'s bins.
+
+    Categorical: by category name; a category ``target`` does not list goes to its other
+    bin, and ``source``'s own other bin too. Numeric: each ``source`` bin's probability is
+    spread evenly over its range (between the reference's min and max at the open ends; a
+    one-value bin is a point), then summed over ``target``'s bins.
+
+    >>> old = FeatureBaseline("x", "numeric", np.array([1, 1]), np.array([0.5, 0.5]),
+    ...                       edges=np.array([10.0]), minimum=0.0, maximum=20.0)
+    >>> new = FeatureBaseline("x", "numeric", np.array([1, 1, 1]), np.array([0.25, 0.5, 0.25]),
+    ...                       edges=np.array([5.0, 15.0]), minimum=0.0, maximum=20.0)
+    >>> project_onto(new, old).tolist()
+    [0.5, 0.5]
+    """
+    if source.same_bins(target):
+        return source.probabilities.copy()
+    result = np.zeros(target.n_bins)
+    if target.type != "numeric":
+        for category, share in zip((*source.categories, None), source.probabilities.tolist(),
+                                   strict=True):
+            position = target.other_bin if category is None else \
+                target._category_index.get(category, target.other_bin)
+            result[position] += share
+        return result
+    low = source.minimum if source.minimum is not None else (
+        float(source.edges[0]) if len(source.edges) else 0.0)
+    high = source.maximum if source.maximum is not None else (
+        float(source.edges[-1]) if len(source.edges) else 0.0)
+    bounds = [min(low, *source.edges.tolist()) if len(source.edges) else low,
+              *source.edges.tolist(),
+              max(high, *source.edges.tolist()) if len(source.edges) else high]
+    cuts = target.edges
+    for index, share in enumerate(source.probabilities.tolist()):
+        single = source.single_values[index] if index < len(source.single_values) else None
+        start, end = bounds[index], bounds[index + 1]
+        if single is not None or end <= start:
+            point = single if single is not None else start
+            result[int(np.searchsorted(cuts, point, side="right"))] += share
+            continue
+        # The share of [start, end) that falls in each target bin.
+        pieces = np.clip(np.concatenate([[start], cuts, [end]]), start, end)
+        result += share * np.diff(pieces) / (end - start)
+    return result
+
+
+def diff_baselines(old: Baseline, new: Baseline, top: int = 3) -> list[FeatureDiff]:
+    """Every feature of both, in the old one's order: how far the new baseline is from the
+    old (a smoothed KL on the old bins) and the bins that moved most."""
+    diffs = []
+    for name, before in old.features.items():
+        after = new.features.get(name)
+        if after is None or after.type != before.type:
+            continue
+        moved_to = project_onto(after, before)
+        positive = moved_to > 0
+        kl = float(np.sum(np.where(positive, moved_to * np.log(
+            np.where(positive, moved_to, 1.0) / before.probabilities), 0.0)))
+        change = np.abs(moved_to - before.probabilities)
+        order = np.argsort(-change, kind="stable")[:top]
+        moved = tuple((before.bin_labels[i], float(before.probabilities[i]),
+                       float(moved_to[i])) for i in order.tolist() if change[i] > 0)
+        diffs.append(FeatureDiff(name, max(kl, 0.0), moved, not after.same_bins(before)))
+    return diffs
 
 
 def describe_baseline(baseline: Baseline) -> str:
@@ -440,4 +608,9 @@ def describe_baseline(baseline: Baseline) -> str:
             shape += f" ... other {feature.probabilities[-1]:.1%}"
         lines.append(f"{name:<24} {feature.type:<12} {feature.n_bins:>5} {feature.count:>10} "
                      f"{feature.missing:>8} {feature.invalid:>8}  {shape}")
+    lines += ["", "bins (label: reference share):"]
+    for name, feature in baseline.features.items():
+        shares = ", ".join(f"{label} {p:.1%}" for label, p in
+                           zip(feature.bin_labels, feature.probabilities.tolist(), strict=True))
+        lines.append(f"  {name}: {shares}")
     return "\n".join(lines)

@@ -1,9 +1,12 @@
 """The ``streamdrift`` command line.
 
     streamdrift baseline build --config C --input F [--input F ...] [--output B]
+    streamdrift baseline build --config C --from-kafka --since T1 [--until T2] [--output B]
     streamdrift baseline show B
-    streamdrift replay --config C [--baseline B] --input F.jsonl [--report R]
-    streamdrift compare --config C REFERENCE CURRENT [--json]
+    streamdrift baseline diff OLD NEW
+    streamdrift replay --config C [--baseline B] --input F.jsonl [--report R] [--timeline T]
+    streamdrift report --config C [--baseline B] --input F.jsonl --output report.html
+    streamdrift compare --config C REFERENCE CURRENT [--json] [--html FILE]
     streamdrift check --config C [--baseline B]
     streamdrift demo
 
@@ -31,6 +34,7 @@ from streamdrift.baseline import (
     build_baseline,
     check_baseline_fits,
     describe_baseline,
+    diff_baselines,
     load_baseline,
     save_baseline,
 )
@@ -41,14 +45,26 @@ from streamdrift.config import (
     ServiceConfig,
     load_config,
     parse_duration_s,
+    parse_time_ms,
 )
 from streamdrift.divergence import expected_null_kl
 from streamdrift.errors import ConfigError, StreamdriftError
 from streamdrift.features import extract_features
-from streamdrift.monitor import DriftMonitor, DriftReport, compare_columns
+from streamdrift.monitor import (
+    DriftMonitor,
+    DriftReport,
+    compare_to_baseline,
+    reference_baseline,
+)
 from streamdrift.rules import RuleParameters, render_prometheus_rule, render_rules
-from streamdrift.sources.file import Dataset, iter_jsonl_payloads, read_dataset
+from streamdrift.sources.file import (
+    Dataset,
+    dataset_from_messages,
+    iter_jsonl_payloads,
+    read_dataset,
+)
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
+from streamdrift.timeline import Timeline, write_timeline
 
 EXIT_DRIFT = 1
 EXIT_USAGE = 2
@@ -82,9 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     baseline_commands = baseline.add_subparsers(metavar="ACTION", required=True)
     build = baseline_commands.add_parser("build", help="build a baseline from reference data")
     build.add_argument("--config", required=True, type=Path)
-    build.add_argument("--input", required=True, action="append", type=Path,
+    build.add_argument("--input", action="append", type=Path,
                        help="reference data: .csv or .parquet (columns by feature name) or "
                             ".jsonl (messages, features by path); repeatable")
+    build.add_argument("--from-kafka", action="store_true",
+                       help="read the reference from the configured topic (or pattern) "
+                            "instead, between --since and --until, outside any group")
+    build.add_argument("--since", help="with --from-kafka: from this time (2026-05-01, "
+                                       "2026-05-01T12:00:00Z, or 90d ago)")
+    build.add_argument("--until", help="with --from-kafka: up to this time, excluded "
+                                       "(default: now)")
     build.add_argument("--output", type=Path,
                        help="where to write the baseline (default: baseline.path of the config)")
     _add_delimiter(build)
@@ -92,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     show = baseline_commands.add_parser("show", help="print a readable summary of a baseline")
     show.add_argument("baseline", type=Path)
     show.set_defaults(handler=_baseline_show)
+    diff = baseline_commands.add_parser(
+        "diff", help="how far a new baseline is from an old one, feature by feature")
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    diff.set_defaults(handler=_baseline_diff)
 
     replay = commands.add_parser(
         "replay", help="run a JSONL file of messages through the windows, as the service does")
@@ -99,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--baseline", type=Path, help="default: baseline.path of the config")
     replay.add_argument("--input", required=True, type=Path, help="messages, one JSON per line")
     replay.add_argument("--report", type=Path, help="write the final window's report as JSON")
+    replay.add_argument("--timeline", type=Path,
+                        help="write one row per closed pane (KL, p-value and status of every "
+                             "feature) to this .csv or .jsonl file")
     replay.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
     replay.add_argument("--fail-on-drift", action="store_true",
                         help="exit 1 when a feature has drifted at the end")
@@ -110,11 +141,22 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("reference", type=Path)
     compare.add_argument("current", type=Path)
     compare.add_argument("--json", action="store_true", help="print the report as JSON")
+    compare.add_argument("--html", type=Path, metavar="FILE",
+                         help="also write the report as one self-contained HTML page")
     compare.add_argument("--fail-on-drift", action="store_true",
                          help="exit 1 when a feature has drifted (KL above its threshold and "
                               "significant)")
     _add_delimiter(compare)
     compare.set_defaults(handler=_compare)
+
+    page = commands.add_parser(
+        "report", help="replay a JSONL file of messages and write an HTML report: summary, "
+                       "bins, what moved and when")
+    page.add_argument("--config", required=True, type=Path)
+    page.add_argument("--baseline", type=Path, help="default: baseline.path of the config")
+    page.add_argument("--input", required=True, type=Path, help="messages, one JSON per line")
+    page.add_argument("--output", required=True, type=Path, help="the .html file to write")
+    page.set_defaults(handler=_report)
 
     run = commands.add_parser(
         "run", help="the service: consume Kafka, keep the windows, serve Prometheus metrics")
@@ -218,8 +260,15 @@ def _build_from(config: Config, dataset: Dataset) -> Baseline:
 
 def _baseline_build(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    dataset = read_dataset(args.input, config.features, config.input.max_message_bytes,
-                           _delimiter(args))
+    if args.from_kafka == bool(args.input):
+        raise StreamdriftError("baseline build needs --input FILE or --from-kafka, not both")
+    if args.from_kafka:
+        dataset = _dataset_from_kafka(config, args.since, args.until)
+    else:
+        if args.since or args.until:
+            raise StreamdriftError("--since and --until go with --from-kafka")
+        dataset = read_dataset(args.input, config.features, config.input.max_message_bytes,
+                               _delimiter(args))
     baseline = _build_from(config, dataset)
     output: Path = args.output or config.baseline.path
     save_baseline(baseline, output)
@@ -235,8 +284,56 @@ def _baseline_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_from_kafka(config: Config, since: str | None, until: str | None) -> Dataset:
+    """The messages of the configured topic between two times, as a reference dataset whose
+    source names the topic, the range and the count."""
+    from streamdrift.sources.kafka import read_time_range
+
+    if since is None:
+        raise StreamdriftError("--from-kafka needs --since (e.g. 2026-05-01 or 90d)")
+    now = time.time()
+    try:
+        since_ms = parse_time_ms(since, now)
+        until_ms = None if until is None else parse_time_ms(until, now)
+    except ValueError as error:
+        raise StreamdriftError(f"--since/--until: {error}") from None
+    if until_ms is not None and until_ms <= since_ms:
+        raise StreamdriftError(f"--until ({until}) must come after --since ({since})")
+    records, topics = read_time_range(config.kafka, since_ms, until_ms)
+    until_text = "now" if until_ms is None else _iso(until_ms)
+    source = (f"kafka topic {','.join(topics)} from {_iso(since_ms)} to {until_text}: "
+              f"{len(records)} messages")
+    print(f"read {len(records)} messages of {', '.join(topics)} from {_iso(since_ms)} to "
+          f"{until_text}")
+    return dataset_from_messages([[record.value for record in records]], config.features,
+                                 config.input.max_message_bytes, source)
+
+
+def _iso(timestamp_ms: int) -> str:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
+
+
 def _baseline_show(args: argparse.Namespace) -> int:
     print(describe_baseline(load_baseline(args.baseline)))
+    return 0
+
+
+def _baseline_diff(args: argparse.Namespace) -> int:
+    old, new = load_baseline(args.old), load_baseline(args.new)
+    print(f"old {args.old} ({old.source or 'unknown source'}, {old.created_at})")
+    print(f"new {args.new} ({new.source or 'unknown source'}, {new.created_at})")
+    print("KL(new || old) per feature, on the old baseline's bins; then the bins whose share "
+          "moved most (old -> new)\n")
+    diffs = diff_baselines(old, new)
+    for diff in sorted(diffs, key=lambda d: -d.kl):
+        note = "  (new bins mapped onto the old)" if diff.projected else ""
+        print(f"{diff.name:<24} {diff.kl:8.4f} nats{note}")
+        for label, before, after in diff.moved:
+            print(f"    {label}: {before:.1%} -> {after:.1%}")
+    only = sorted(set(old.features) ^ set(new.features))
+    if only:
+        print(f"\nin one baseline only: {', '.join(only)}")
     return 0
 
 
@@ -244,18 +341,44 @@ def _baseline_show(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    report, timeline = replay_file(config, args.baseline or config.baseline.path, args.input,
+                                   max(1, args.batch_size))
+    print(render_report(report))
+    print(render_first_flags(timeline))
+    if args.report:
+        _write_json(args.report, report.to_json())
+    if args.timeline:
+        write_timeline(args.timeline, timeline.points, list(report.features))
+    return EXIT_DRIFT if args.fail_on_drift and report.drifted else 0
+
+
+def replay_file(config: Config, baseline_path: Path, input_path: Path, batch_size: int = 1000
+                ) -> tuple[DriftReport, Timeline]:
+    """A JSONL file of messages through the windows, as the service would count them: the
+    final report and the timeline of every pane."""
     if config.window.is_event_time and config.window.time_field is None:
         raise ConfigError("window.time_field is required to replay an event-time window from "
                           "a file (the service falls back to the Kafka record timestamp)")
-    baseline_path: Path = args.baseline or config.baseline.path
     monitor = DriftMonitor(config, load_baseline(baseline_path), str(baseline_path))
-    for payloads in iter_jsonl_payloads(args.input, max(1, args.batch_size)):
+    timeline = Timeline()
+    monitor.pane_observers.append(timeline)
+    for payloads in iter_jsonl_payloads(input_path, batch_size):
         monitor.process_payloads(payloads)
     report = monitor.report()
-    print(render_report(report))
-    if args.report:
-        _write_json(args.report, report.to_json())
-    return EXIT_DRIFT if args.fail_on_drift and report.drifted else 0
+    timeline.finish(report)
+    return report, timeline
+
+
+def render_first_flags(timeline: Timeline) -> str:
+    """When each feature was first flagged, in order, or that none was."""
+    flags = timeline.first_flags()
+    if not flags:
+        return "\nno feature was flagged at any pane"
+    lines = ["", "first flagged:"]
+    for name, flag in sorted(flags.items(), key=lambda item: item[1].messages):
+        when = f" (event time {flag.event_time})" if flag.event_time else ""
+        lines.append(f"  {name}: after message {flag.messages}{when}")
+    return "\n".join(lines)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -265,15 +388,36 @@ def _compare(args: argparse.Namespace) -> int:
                              delimiter)
     current = read_dataset([args.current], config.features, config.input.max_message_bytes,
                            delimiter)
-    report = compare_columns(config, reference.columns, current.columns,
-                             source=Path(args.reference).name, rejected=current.rejected)
+    baseline = reference_baseline(config, reference.columns, Path(args.reference).name)
+    report = compare_to_baseline(config, baseline, current.columns, current.rejected)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(f"reference {args.reference} ({reference.rows} rows) vs current {args.current} "
               f"({current.rows} rows)")
         print(render_report(report))
+    if args.html:
+        from streamdrift.htmlreport import render_html
+
+        _write_text(args.html, render_html(
+            report, baseline, title="streamdrift: compare",
+            source=f"{args.current} ({current.rows:,} rows), as one window,"))
     return EXIT_DRIFT if args.fail_on_drift and report.drifted else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from streamdrift.htmlreport import render_html
+
+    config = load_config(args.config)
+    baseline_path: Path = args.baseline or config.baseline.path
+    report, timeline = replay_file(config, baseline_path, args.input)
+    _write_text(args.output, render_html(report, load_baseline(baseline_path),
+                                         title="streamdrift: drift report",
+                                         source=f"{args.input} replayed", timeline=timeline))
+    print(render_report(report))
+    print(render_first_flags(timeline))
+    print(f"\nwrote {args.output}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -428,6 +572,13 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{name:<22} {len(feature.window_counts):>5} {feature.reference_samples:>10} "
               f"{feature.threshold:>9.3g} {feature.min_samples:>11}{source:<7} {floor:.4f}")
     return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise StreamdriftError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _write_json(path: Path, document: object) -> None:
@@ -594,4 +745,15 @@ def render_report(report: DriftReport) -> str:
             f"{_fmt(feature.js):>7} {_fmt(feature.psi):>7} {p_value:>9} {feature.samples:>8} "
             f"{missing:>8} {invalid:>8} {feature.change_points:>7}"
         )
+    explained = [line for name, feature in report.features.items() if feature.drift
+                 for line in explain_feature(name, feature.top_contributions())]
+    if explained:
+        lines += ["", "what moved (the bins adding most to the KL: baseline -> window):",
+                  *explained]
     return "\n".join(lines)
+
+
+def explain_feature(name: str, top: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per bin: ``device: tablet 2.1% -> 41.0% (+1.20 nats)``."""
+    return [f"  {name}: {entry['label']} {entry['reference']:.1%} -> {entry['window']:.1%} "
+            f"({entry['contribution']:+.2f} nats)" for entry in top]

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -257,6 +258,29 @@ def format_duration(seconds: float) -> str:
         if count >= 1 and count == int(count):
             return f"{int(count)}{unit}"
     return f"{round(seconds * 1000)}ms"
+
+
+def parse_time_ms(text: str, now_s: float) -> int:
+    """A moment in milliseconds since the epoch: ISO-8601 (``2026-05-01``,
+    ``2026-05-01T12:00:00+02:00``; UTC when no offset is given), ``now``, or a duration
+    before ``now_s`` (``90d``, ``12h``).
+
+    >>> parse_time_ms("2026-01-01", 0), parse_time_ms("1h", 7200.0), parse_time_ms("now", 5.0)
+    (1767225600000, 3600000, 5000)
+    """
+    text = text.strip()
+    if text == "now":
+        return int(now_s * 1000)
+    if _DURATION.match(text):
+        return int((now_s - parse_duration_s(text)) * 1000)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time like 2026-05-01, 2026-05-01T12:00:00Z, now or 30d: "
+                         f"{text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -120,6 +120,32 @@ def divergences(
     return Divergences(samples, kl, js, psi, g_statistic, p_value, dof)
 
 
+def kl_contributions(counts: IntArray, q: FloatArray, starts: IntArray
+                     ) -> tuple[FloatArray, FloatArray]:
+    """Every bin's window probability ``p_i = c_i / n`` and its term of the KL,
+    ``p_i ln(p_i / q_i)`` (0 where ``c_i = 0``): a feature's terms sum to its KL, so they say
+    which bins made it. A term is negative where the window has less than the baseline.
+    NaN where the feature's window is empty.
+
+    >>> p, terms = kl_contributions(np.array([3, 0, 1]), np.array([0.5, 0.25, 0.25]),
+    ...                             np.array([0]))
+    >>> p.tolist(), round(float(terms.sum()), 12) == round(float(
+    ...     divergences(np.array([3, 0, 1]), np.array([0.5, 0.25, 0.25]), np.array([0]),
+    ...                 0.5).kl[0]), 12)
+    ([0.75, 0.0, 0.25], True)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n_bins = np.diff(np.append(starts, len(counts)))
+    samples = np.repeat(np.add.reduceat(counts, starts), n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = counts / samples
+        terms = np.where(counts > 0, p * np.log(np.where(counts > 0, p, 1.0) / q), 0.0)
+    empty = samples == 0
+    p[empty] = np.nan
+    terms[empty] = np.nan
+    return p, terms
+
+
 def homogeneity_test(
     window: IntArray, reference: IntArray, starts: IntArray,
     min_expected: float = MIN_EXPECTED,

@@ -121,6 +121,12 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
     probabilities = GaugeMetricFamily(
         "streamdrift_baseline_probability", "Smoothed baseline probability of each bin",
         labels=["feature", "bin"])
+    window_probabilities = GaugeMetricFamily(
+        "streamdrift_window_probability", "Share of the window's values in each bin (its KL "
+        "term is p ln(p / baseline)); NaN while the window is empty", labels=["feature", "bin"])
+    bin_info = GaugeMetricFamily(
+        "streamdrift_bin_info", "Each bin's label (a range or a category of the baseline)",
+        labels=["feature", "bin", "label"])
     for name, feature in report.features.items():
         labels = [name]
         values = {
@@ -151,11 +157,17 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
             bins.add_metric([name, str(index)], total)
         for index, probability in enumerate(baseline[name].probabilities.tolist()):
             probabilities.add_metric([name, str(index)], probability)
+        window = feature.window_probabilities or (NAN,) * len(feature.bin_labels)
+        for index, (label, share) in enumerate(zip(feature.bin_labels, window, strict=True)):
+            window_probabilities.add_metric([name, str(index)], share)
+            bin_info.add_metric([name, str(index), label], 1.0)
     yield from families.values()
     yield from counter_families.values()
     yield invalid_values
     yield bins
     yield probabilities
+    yield window_probabilities
+    yield bin_info
 
 
 def _service_metrics(snapshot: Snapshot) -> Iterator[Metric]:

@@ -256,6 +256,40 @@ def extract_features(
     return [extract_column(spec, raw_values(messages, spec.path)) for spec in specs]
 
 
+def table_columns(table: Any, specs: Iterable[FeatureSpec]) -> dict[str, FeatureColumn]:
+    """One column per feature from a table with a column per feature *name*: a pandas
+    DataFrame or a pyarrow Table (recognised by their methods; neither is imported here).
+    Missing cells (None, NaN, pandas' NA and NaT) are missing values; the rest is read as
+    a JSON message's value would be.
+
+    >>> import pyarrow as pa
+    >>> spec = FeatureSpec("plan", ("plan",), "categorical")
+    >>> table_columns(pa.table({"plan": ["free", None, "NA"]}), [spec])["plan"].status.tolist()
+    [0, 1, 0]
+    """
+    if hasattr(table, "column_names") and hasattr(table, "column"):  # pyarrow
+        names = set(table.column_names)
+
+        def values_of(name: str) -> list[Any]:
+            return list(table.column(name).to_pylist())
+    elif hasattr(table, "columns") and hasattr(table, "isna"):  # pandas
+        names = {str(column) for column in table.columns}
+
+        def values_of(name: str) -> list[Any]:
+            column = table[name]
+            return [None if missing else value for value, missing in
+                    zip(column.astype(object).tolist(), column.isna().tolist(), strict=True)]
+    else:
+        raise TypeError(f"expected a pandas DataFrame or a pyarrow Table, got "
+                        f"{type(table).__name__}")
+    specs = list(specs)
+    absent = [spec.name for spec in specs if spec.name not in names]
+    if absent:
+        raise ValueError(f"the table has no column for feature(s) {', '.join(absent)}; its "
+                         f"columns are: {', '.join(sorted(names)) or '(none)'}")
+    return {spec.name: extract_column(spec, values_of(spec.name)) for spec in specs}
+
+
 def parse_text_cell(text: str | None, spec: FeatureSpec) -> Any:
     """A tabular (CSV) cell as JSON would carry it, so that one value reads the same from
     every source: an empty cell is null; for a numeric feature a number if it reads as one

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from streamdrift.divergence import (
     expected_null_kl,
     g_critical_values,
     holm_adjusted,
+    kl_contributions,
 )
 from streamdrift.features import (
     INVALID_VALUE_REASONS,
@@ -46,6 +47,7 @@ from streamdrift.features import (
     STATUS_OK,
     FeatureColumn,
     numeric_column,
+    table_columns,
 )
 from streamdrift.schema import DecodedColumns, MessageSchema
 from streamdrift.sketch import SlotLayout, WindowedHistogram
@@ -85,6 +87,12 @@ class FeatureReport:
     g_critical: float
     change_points: int
     window_counts: tuple[int, ...]
+    # Per bin, in bin order: its label, the baseline's and the window's probability, and its
+    # term of the KL (they sum to ``kl``). Window and terms are None without a divergence.
+    bin_labels: tuple[str, ...]
+    reference_probabilities: tuple[float, ...]
+    window_probabilities: tuple[float, ...] | None
+    contributions: tuple[float, ...] | None
     bin_totals: tuple[int, ...]
     unseen_total: int
     out_of_range_total: int
@@ -94,6 +102,25 @@ class FeatureReport:
     @property
     def drift(self) -> bool:
         return self.status == "drift"
+
+    def bins(self) -> list[dict[str, Any]]:
+        """Every bin as ``{label, reference, window, contribution}``, in bin order."""
+        window = self.window_probabilities or (None,) * len(self.bin_labels)
+        terms = self.contributions or (None,) * len(self.bin_labels)
+        return [{"label": label, "reference": reference, "window": share,
+                 "contribution": term}
+                for label, reference, share, term in zip(
+                    self.bin_labels, self.reference_probabilities, window, terms, strict=True)]
+
+    def top_contributions(self, count: int = 3) -> list[dict[str, Any]]:
+        """The ``count`` bins that add most to the KL, largest first: positive terms of at
+        least 1 % of the KL (smaller ones are noise, not an explanation)."""
+        floor = 0.01 * (self.kl or 0.0)
+        ranked = sorted((entry for entry in self.bins()
+                         if entry["contribution"] is not None and entry["contribution"] > 0
+                         and entry["contribution"] >= floor),
+                        key=lambda entry: -entry["contribution"])
+        return ranked[:count]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +147,7 @@ class FeatureReport:
             "out_of_range_total": self.out_of_range_total,
             "invalid_values_total": dict(self.invalid_values_total),
             "window_counts": list(self.window_counts),
+            "bins": self.bins(),
         }
 
 
@@ -156,6 +184,22 @@ class DriftReport:
             "drifted": self.drifted,
             "features": {name: feature.to_json() for name, feature in self.features.items()},
         }
+
+
+@dataclass(frozen=True)
+class PaneSnapshot:
+    """The monitor as a pane closes: the window then holds that pane and the ones before
+    it. ``messages``: messages read before the one that opened the next pane (its position
+    in the input, rejected ones included); ``event_time_s``: the end of the pane for an
+    event-time window, else None. The report's running counters are those of the batch."""
+
+    pane: int
+    messages: int
+    event_time_s: float | None
+    report: DriftReport
+
+
+PaneObserver = Callable[[PaneSnapshot], None]
 
 
 class DriftMonitor:
@@ -197,6 +241,12 @@ class DriftMonitor:
         self.panes_closed = 0
         # False while refilling the window with messages an earlier run already counted.
         self._counting = True
+        # Called with a snapshot at every pane close (replay's timeline); none in the service.
+        self.pane_observers: list[PaneObserver] = []
+        # Where the rows of the batch being counted came from: messages read before the batch,
+        # and each row's index among its messages.
+        self._batch_start = 0
+        self._batch_positions: npt.NDArray[np.int64] | None = None
 
     # ---- input -------------------------------------------------------------------------
 
@@ -215,6 +265,8 @@ class DriftMonitor:
         decoded = self.schema.decode(payloads)
         rejections = decoded.rejections
         rows = len(decoded.positions)
+        self._batch_start = self.messages
+        self._batch_positions = np.asarray(decoded.positions, dtype=np.int64)
         if self._counting:
             self.messages += len(rejections) + rows
             self.rejected.update(reason for _, reason in rejections)
@@ -243,6 +295,7 @@ class DriftMonitor:
             timestamps = timestamps[kept]
             if len(kept) == 0:
                 return rejections
+            self._batch_positions = self._batch_positions[kept]
             batch = [FeatureColumn(column.values[kept], column.status[kept])
                      for column in decoded.columns]
         self._count(batch, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
@@ -265,8 +318,17 @@ class DriftMonitor:
         if self._pane_length is None:
             raise ValueError("process_columns needs a count window (window.size in messages)")
         rows = len(columns[0]) if columns else 0
+        self._batch_start = self.messages
+        self._batch_positions = None  # rows are messages, in order
         self.messages += rows
         self._count_in_order(columns, rows)
+
+    def process_table(self, table: Any) -> None:
+        """Count the rows of a pandas DataFrame or a pyarrow Table (a column per feature
+        name) as messages arriving in row order; a count window only, as
+        ``process_columns``. Feed a large table in slices to see the windows move."""
+        columns = table_columns(table, self.specs)
+        self.process_columns([columns[spec.name] for spec in self.specs])
 
     def _count_in_order(self, batch: DecodedColumns | Sequence[FeatureColumn], rows: int
                         ) -> None:
@@ -300,6 +362,9 @@ class DriftMonitor:
         test), its size and the bins it occupies per feature, and each feature's
         min_samples (``auto`` derives it from those and the threshold)."""
         self._reference_counts = np.concatenate([feature.counts for feature in features])
+        self._bin_labels = [feature.bin_labels for feature in features]
+        self._reference_probabilities = [tuple(feature.probabilities.tolist())
+                                         for feature in features]
         self._reference_samples = [feature.count for feature in features]
         self._occupied_bins = [int(np.count_nonzero(feature.counts)) or feature.n_bins
                                for feature in features]
@@ -364,6 +429,18 @@ class DriftMonitor:
             detector.update(float(scaled[index]))
             if detector.drift_detected and self._counting:
                 self._change_points[index] += 1
+        if self.pane_observers and self._counting:
+            self._observe_pane(pane_id)
+
+    def _observe_pane(self, pane_id: int) -> None:
+        row = self.histogram.closing_row
+        positions = self._batch_positions
+        read = self._batch_start + (row if positions is None else int(positions[row]))
+        end_s = (None if self._pane_duration_s is None
+                 else (pane_id + 1) * self._pane_duration_s)
+        snapshot = PaneSnapshot(pane_id, read, end_s, self.report())
+        for observer in self.pane_observers:
+            observer(snapshot)
 
     def divergences(self) -> Divergences:
         """Every divergence of the current window, computed from its counts."""
@@ -381,6 +458,10 @@ class DriftMonitor:
         noise_floor = expected_null_kl(samples_all, self._reference_samples,
                                        self._occupied_bins).tolist()
         alpha = self.config.divergence.alpha
+        window_p, terms = kl_contributions(self.histogram.counts[self.layout.bin_slots],
+                                           self._q, self.layout.bin_starts)
+        window_p_all, terms_all = window_p.tolist(), terms.tolist()
+        bin_starts = self.layout.bin_starts.tolist()
         # Plain Python lists once, then slices: cheaper than a numpy call per feature.
         kl = self.kl.values().tolist()
         js, psi, p_value = current.js.tolist(), current.psi.tolist(), current.p_value.tolist()
@@ -434,6 +515,13 @@ class DriftMonitor:
                 g_critical=self._g_critical[index],
                 change_points=change_points[index],
                 window_counts=tuple(window_counts),
+                bin_labels=self._bin_labels[index],
+                reference_probabilities=self._reference_probabilities[index],
+                window_probabilities=tuple(window_p_all[bin_starts[index]:
+                                                        bin_starts[index] + n_bins])
+                if samples else None,
+                contributions=tuple(terms_all[bin_starts[index]:bin_starts[index] + n_bins])
+                if enough else None,
                 bin_totals=tuple(feature_totals[:n_bins]),
                 unseen_total=feature_totals[feature.other_bin] if spec.type == "categorical"
                 else 0,
@@ -459,6 +547,30 @@ class DriftMonitor:
         )
 
 
+def reference_baseline(config: Config, reference: Mapping[str, FeatureColumn],
+                       source: str = "reference") -> Baseline:
+    """A baseline of reference columns (by feature name), with the config's binning."""
+    return build_baseline(
+        config.features, reference, {spec.name: config.bins_for(spec) for spec in config.features},
+        config.baseline.max_categories, config.baseline.smoothing, source)
+
+
+def compare_to_baseline(config: Config, baseline: Baseline,
+                        current: Mapping[str, FeatureColumn],
+                        rejected: Mapping[str, int] | None = None) -> DriftReport:
+    """All of ``current`` (columns by feature name, in rows' order) as one window of one pane,
+    against ``baseline``. No change detection: a single window has no series."""
+    rows = len(current[config.features[0].name]) if config.features else 0
+    whole = dataclasses.replace(
+        config, window=WindowConfig(size=max(rows, 1), panes=1),
+        detector=DetectorConfig(method="none"))
+    monitor = DriftMonitor(whole, baseline, baseline.source)
+    for reason, count in (rejected or {}).items():
+        monitor.reject(reason, count)
+    monitor.process_columns([current[spec.name] for spec in config.features])
+    return monitor.report()
+
+
 def compare_columns(
     config: Config,
     reference: Mapping[str, FeatureColumn],
@@ -467,20 +579,9 @@ def compare_columns(
     rejected: Mapping[str, int] | None = None,
 ) -> DriftReport:
     """Two datasets compared: a baseline built from ``reference`` (the config's binning),
-    and all of ``current`` as one window of one pane (columns by feature name, in rows'
-    order). No change detection: a single window has no series."""
-    baseline = build_baseline(
-        config.features, reference, {spec.name: config.bins_for(spec) for spec in config.features},
-        config.baseline.max_categories, config.baseline.smoothing, source)
-    rows = len(current[config.features[0].name]) if config.features else 0
-    whole = dataclasses.replace(
-        config, window=WindowConfig(size=max(rows, 1), panes=1),
-        detector=DetectorConfig(method="none"))
-    monitor = DriftMonitor(whole, baseline, source)
-    for reason, count in (rejected or {}).items():
-        monitor.reject(reason, count)
-    monitor.process_columns([current[spec.name] for spec in config.features])
-    return monitor.report()
+    and all of ``current`` as one window."""
+    return compare_to_baseline(config, reference_baseline(config, reference, source), current,
+                               rejected)
 
 
 def _number(value: float) -> float | None:

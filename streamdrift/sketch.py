@@ -102,6 +102,9 @@ class WindowedHistogram:
         self._ring = np.zeros((n_panes, n_slots), dtype=np.int64)
         self._counts = np.zeros(n_slots, dtype=np.int64)
         self.newest_pane: int | None = None
+        # While pane listeners run: the row, in the batch being added, of the message that
+        # opened the newer pane (every row before it is in the window).
+        self.closing_row = 0
         self.late = 0
         self.window_listeners: list[WindowListener] = []
         self.pane_listeners: list[PaneClosedListener] = []
@@ -139,6 +142,7 @@ class WindowedHistogram:
             delta = np.bincount(slots[start:end].ravel(order="K"), minlength=self.n_slots)
             batch_counts += delta
             if self.newest_pane is None or pane_id > self.newest_pane:
+                self.closing_row = start
                 self._advance(pane_id)
             elif pane_id <= self.newest_pane - self.n_panes:
                 self.late += end - start

@@ -28,8 +28,11 @@ from streamdrift.baseline import (
     build_feature_baseline,
     check_baseline_fits,
     describe_baseline,
+    diff_baselines,
+    format_number,
     load_baseline,
     parse_baseline,
+    project_onto,
     quantile_edges,
     save_baseline,
 )
@@ -124,8 +127,8 @@ def test_baseline_file_round_trips_and_is_readable_json(tmp_path: Path):
     assert int(np.searchsorted(x["edges"], 500.0, side="right")) == int(
         baseline["x"].bin(numeric_column([500.0]))[0])
     # One row per feature: name, type, bins, usable and missing reference values.
-    rows = {line.split()[0]: line.split() for line in
-            describe_baseline(loaded).splitlines()[7:]}
+    table = describe_baseline(loaded).split("\n\n")[1].splitlines()[1:]
+    rows = {line.split()[0]: line.split() for line in table}
     assert set(rows) == {"x", "c"}
     for name in ("x", "c"):
         feature = loaded[name]
@@ -502,6 +505,11 @@ def test_the_summary_shows_each_feature_s_shape():
         "score                    numeric          2          2        0        0  1 edges",
         "tier                     categorical      5         10        0        0  "
         "b 40%, d 25%, c 20% ... other 5.0%",
+        "",
+        "bins (label: reference share):",
+        "  amount: < 1 25.0%, [1, 2) 50.0%, >= 2 25.0%",
+        "  score: < 0 50.0%, >= 0 50.0%",
+        "  tier: a 10.0%, b 40.0%, c 20.0%, d 25.0%, other 5.0%",
     ]
 
 
@@ -536,3 +544,115 @@ def test_a_saved_baseline_is_readable_by_other_users(tmp_path: Path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "baseline.json").stat().st_mode) == 0o644
+
+
+# ---- bin labels -------------------------------------------------------------------------------
+
+def test_numeric_labels_are_ranges_with_open_ends_and_single_values_where_they_are():
+    spec = FeatureSpec("x", ("x",), "numeric")
+    # Integers 0-3 (one bin per value) then a long tail, so that both kinds of bin appear.
+    values = [0.0] * 50 + [1.0] * 30 + [2.5, 3.5, 7.25, 12.0, 99.0] * 10
+    feature = build_feature_baseline(spec, numeric_column(values), 4, 50, 0.5)
+    edges = [format_number(e) for e in feature.edges.tolist()]
+    labels = feature.bin_labels
+    assert len(labels) == feature.n_bins
+    assert labels[0] == "0"  # every reference value of the first bin is 0
+    last = feature.single_values[-1]
+    assert labels[-1] == (f">= {edges[-1]}" if last is None else format_number(last))
+    for index in range(1, feature.n_bins - 1):
+        single = feature.single_values[index]
+        expected = format_number(single) if single is not None else \
+            f"[{edges[index - 1]}, {edges[index]})"
+        assert labels[index] == expected
+    # An oracle for the single values: the bins' distinct reference values.
+    slots = np.searchsorted(feature.edges, values, side="right")
+    for index in range(feature.n_bins):
+        distinct = set(np.asarray(values)[slots == index].tolist())
+        assert feature.single_values[index] == (distinct.pop() if len(distinct) == 1
+                                                else None)
+
+
+def test_labels_of_a_file_without_single_values_are_ranges(tmp_path: Path):
+    document = _document()
+    document["features"]["x"].pop("single_values", None)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(document))
+    labels = load_baseline(path)["x"].bin_labels
+    edges = [format_number(e) for e in document["features"]["x"]["edges"]]
+    assert labels == (f"< {edges[0]}",
+                      *(f"[{a}, {b})" for a, b in itertools.pairwise(edges)),
+                      f">= {edges[-1]}")
+
+
+def test_single_values_survive_the_file(tmp_path: Path):
+    spec = FeatureSpec("kids", ("kids",), "numeric")
+    feature = build_feature_baseline(spec, numeric_column([0, 0, 1, 2, 2, 2, 3]), 20, 50, 0.5)
+    baseline = Baseline({"kids": feature}, "t", "s", 0.5)
+    save_baseline(baseline, tmp_path / "b.json")
+    loaded = load_baseline(tmp_path / "b.json")["kids"]
+    assert loaded.bin_labels == ("0", "1", "2", "3") == feature.bin_labels
+    assert json.loads((tmp_path / "b.json").read_text())["features"]["kids"][
+        "single_values"] == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(("categories", "expected"), [
+    (("web", "app"), ("web", "app", "other")),
+    (("a\nb", "tab\there", "quote\"s", "café ☕"),
+     ("a\\nb", "tab\\there", "quote\"s", "café ☕", "other")),
+    (("other", "web"), ("other", "web", "other (unlisted)")),
+    ((), ("other",)),
+])
+def test_categorical_labels_are_the_categories_then_other(categories, expected):
+    feature = FeatureBaseline("c", "categorical", np.ones(len(categories) + 1, dtype=np.int64),
+                              np.full(len(categories) + 1, 1 / (len(categories) + 1)),
+                              categories=categories)
+    assert feature.bin_labels == expected
+    assert all("\n" not in label for label in feature.bin_labels)
+
+
+def test_a_numeric_feature_without_edges_has_one_bin_of_all_values():
+    feature = FeatureBaseline("k", "numeric", np.array([9]), np.array([1.0]))
+    assert feature.bin_labels == ("all values",)
+
+
+# ---- baseline diff ------------------------------------------------------------------------------
+
+def test_projection_onto_other_bins_keeps_the_mass_and_spreads_it_evenly():
+    rng = np.random.default_rng(2)
+    spec = FeatureSpec("x", ("x",), "numeric")
+    old = build_feature_baseline(spec, numeric_column(rng.uniform(0, 100, 20_000).tolist()),
+                                 10, 50, 0.5)
+    new = build_feature_baseline(spec, numeric_column(rng.uniform(0, 100, 20_000).tolist()),
+                                 7, 50, 0.5)
+    projected = project_onto(new, old)
+    assert projected.sum() == pytest.approx(1.0)
+    # Uniform data: evenly spread mass is the truth, so each old bin gets its width's share.
+    widths = np.diff([0.0, *old.edges.tolist(), 100.0]) / 100.0
+    assert projected == pytest.approx(widths, abs=0.01)
+    assert project_onto(old, old).tolist() == old.probabilities.tolist()
+
+
+def test_projection_of_categories_goes_by_name_and_the_rest_to_other():
+    old = FeatureBaseline("c", "categorical", np.array([5, 3, 2]), np.array([0.5, 0.3, 0.2]),
+                          categories=("a", "b"))
+    new = FeatureBaseline("c", "categorical", np.array([1, 2, 3, 4]),
+                          np.array([0.1, 0.2, 0.3, 0.4]), categories=("b", "z", "a"))
+    # a <- 0.3, b <- 0.1, other <- z 0.2 + new's other 0.4.
+    assert project_onto(new, old).tolist() == pytest.approx([0.3, 0.1, 0.6])
+
+
+def test_diff_names_the_feature_and_bins_that_moved():
+    old = Baseline({"c": FeatureBaseline("c", "categorical", np.array([5, 3, 2]),
+                                         np.array([0.5, 0.3, 0.2]), categories=("a", "b")),
+                    "gone": FeatureBaseline("gone", "numeric", np.array([1]), np.array([1.0]))},
+                   "t", "s", 0.5)
+    new = Baseline({"c": FeatureBaseline("c", "categorical", np.array([2, 3, 5]),
+                                         np.array([0.2, 0.3, 0.5]), categories=("a", "b"))},
+                   "t", "s", 0.5)
+    (diff,) = diff_baselines(old, new)
+    assert diff.name == "c"
+    assert not diff.projected
+    expected = sum(p * math.log(p / q) for p, q in zip([0.2, 0.3, 0.5], [0.5, 0.3, 0.2],
+                                                        strict=True))
+    assert diff.kl == pytest.approx(expected)
+    assert diff.moved[:2] == (("a", 0.5, 0.2), ("other", 0.2, 0.5))

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -282,3 +284,96 @@ def test_check_shows_each_feature_s_min_samples_and_its_noise(workspace: Path, c
         expected = auto_min_samples(threshold, occupied, baseline[name]["count"])
         assert row[4:6] == [str(expected), "(auto)"], name
         assert float(row[6]) <= threshold / 2
+
+
+def test_replay_explains_what_moved_and_when_and_writes_the_timeline(workspace: Path, capsys):
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "reference.jsonl")])
+    capsys.readouterr()
+    for suffix in ("csv", "jsonl"):
+        timeline = workspace / f"timeline.{suffix}"
+        report_path = workspace / "report.json"
+        assert main(["replay", "--config", str(workspace / "config.yaml"), "--input",
+                     str(workspace / "production.jsonl"), "--report", str(report_path),
+                     "--timeline", str(timeline)]) == 0
+        out = capsys.readouterr().out
+        report = json.loads(report_path.read_text())
+        # Under each drifted feature, its three largest terms, as the report's bins say.
+        age = report["features"]["age"]
+        top = sorted((b for b in age["bins"] if (b["contribution"] or 0) > 0),
+                     key=lambda b: -b["contribution"])[:3]
+        for entry in top:
+            assert (f"  age: {entry['label']} {entry['reference']:.1%} -> "
+                    f"{entry['window']:.1%} ({entry['contribution']:+.2f} nats)") in out
+        # The timeline: a row per closed pane (2000 messages in panes of 200 in a stream of
+        # 4000), then the end of the input.
+        if suffix == "csv":
+            table = list(csv.DictReader(timeline.open()))
+            panes = [row["pane"] for row in table]
+            statuses = [row["age.status"] for row in table]
+            messages = [int(row["messages"]) for row in table]
+        else:
+            lines = [json.loads(line) for line in timeline.read_text().splitlines()]
+            panes = [str(row["pane"]) if row["pane"] is not None else "" for row in lines]
+            statuses = [row["features"]["age"]["status"] for row in lines]
+            messages = [int(row["messages"]) for row in lines]
+        assert panes == [str(i) for i in range(19)] + [""]
+        assert messages == [200 * (i + 1) for i in range(19)] + [4000]
+        first = statuses.index("drift")
+        assert set(statuses[:first]) <= {"ok", "insufficient_data"}
+        assert f"  age: after message {messages[first]}" in out
+        assert "first flagged:" in out
+
+
+def test_the_html_report_is_one_self_contained_page(workspace: Path, capsys):
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "reference.jsonl")])
+    page = workspace / "report.html"
+    assert main(["report", "--config", str(workspace / "config.yaml"), "--input",
+                 str(workspace / "production.jsonl"), "--output", str(page)]) == 0
+    html_text = page.read_text()
+    assert f"wrote {page}" in capsys.readouterr().out
+    # Nothing to fetch: no script, no external stylesheet, image or font.
+    assert "<script" not in html_text
+    assert not re.search(r"""(src|href)=["'](?!#)""", html_text)
+    assert "url(" not in html_text
+    assert html_text.count("<section") == 1 + 7  # the summary table, then each feature
+    assert 'id="feature-age"' in html_text
+    assert "first flagged: message" in html_text  # age's KL timeline marks its flag
+    compare_page = workspace / "compare.html"
+    assert main(["compare", "--config", str(workspace / "config.yaml"),
+                 str(workspace / "reference.csv"), str(workspace / "production.jsonl"),
+                 "--html", str(compare_page)]) == 0
+    compared = compare_page.read_text()
+    assert "as one window" in compared
+    assert "KL over time" not in compared  # one window: no timeline
+
+
+def test_baseline_diff_prints_each_feature_and_what_moved(workspace: Path, capsys):
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "reference.jsonl"), "--output",
+          str(workspace / "old.json")])
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "production.jsonl"), "--output",
+          str(workspace / "new.json")])
+    capsys.readouterr()
+    assert main(["baseline", "diff", str(workspace / "old.json"),
+                 str(workspace / "new.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ranked = [line.split()[0] for line in lines if re.match(r"^\w+\s+\d+\.\d{4} nats", line)]
+    assert len(ranked) == 7
+    assert ranked[0] == "age"  # the one drifted feature moved most
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from-kafka"], "--from-kafka needs --since"),
+    (["--input", "x.csv", "--from-kafka", "--since", "1d"], "not both"),
+    (["--input", "x.csv", "--since", "1d"], "--since and --until go with --from-kafka"),
+    ([], "needs --input FILE or --from-kafka"),
+    (["--from-kafka", "--since", "tomorrow"], "not a time like"),
+    (["--from-kafka", "--since", "1d", "--until", "2d"], "must come after --since"),
+])
+def test_baseline_build_sources_are_checked(workspace: Path, capsys, args, message):
+    code = main(["baseline", "build", "--config", str(workspace / "config.yaml"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -120,3 +120,22 @@ def test_the_exposition_keeps_the_documented_metric_contract():
     assert contract_violations(text.replace("streamdrift_psi", "streamdrift_psi_x")) == [
         "streamdrift_psi: documented, not exported",
         "streamdrift_psi_x: exported, not documented"]
+
+
+def test_window_shares_and_bin_labels_are_exported_per_bin():
+    _, baseline, monitor = _monitor()
+    monitor.process_payloads([b'{"x": 0.1, "c": "a"}'] * 20 + [b'{"x": 3.0, "c": "q"}'] * 5)
+    report = monitor.report()
+    samples = _samples(DriftCollector(Snapshot(report, baseline, ServiceStatus())))
+    for name in ("x", "c"):
+        feature = report.features[name]
+        assert feature.window_probabilities is not None
+        for index, label in enumerate(baseline[name].bin_labels):
+            labels = {("feature", name), ("bin", str(index))}
+            assert samples[("streamdrift_window_probability", frozenset(labels))] == \
+                feature.window_probabilities[index]
+            assert samples[("streamdrift_bin_info",
+                            frozenset(labels | {("label", label)}))] == 1
+    # Label values come from the baseline only: a category seen in messages ("q") is not one.
+    assert not [key for key in samples if key[0] == "streamdrift_bin_info"
+                and ("label", "q") in key[1]]

@@ -6,18 +6,19 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.special import rel_entr
 from scipy.stats import entropy
 
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
 from streamdrift.features import extract_features
-from streamdrift.monitor import DriftMonitor
+from streamdrift.monitor import DriftMonitor, PaneSnapshot
 from tests.strategies import holm_oracle, js_oracle, two_sample_oracle
 
 CONFIG = {
@@ -658,3 +659,80 @@ def test_an_event_time_without_an_offset_is_utc_in_any_time_zone(monkeypatch):
             time.tzset()
         assert usable.tolist() == [True]
         assert times[0] == expected
+
+
+def test_the_bins_say_what_moved_and_their_terms_sum_to_the_kl():
+    """Each bin's term of the KL against scipy's rel_entr of the same shares; the terms of a
+    feature sum to its reported KL; labels and shares in bin order, in the JSON too."""
+    config = _config(window={"size": 400, "panes": 4}, divergence={"min_samples": 20})
+    baseline = _baseline(config)
+    monitor = DriftMonitor(config, baseline)
+    monitor.process_payloads(_stream(300, seed=6, shift=9.0))
+    report = monitor.report()
+    document = report.to_json()["features"]
+    for name, feature in report.features.items():
+        counts = np.array(feature.window_counts, dtype=np.float64)
+        q = baseline[name].probabilities
+        assert feature.kl is not None
+        assert feature.contributions is not None
+        assert feature.window_probabilities is not None
+        assert feature.window_probabilities == pytest.approx((counts / counts.sum()).tolist())
+        assert list(feature.contributions) == pytest.approx(
+            rel_entr(counts / counts.sum(), q).tolist(), rel=1e-12, abs=1e-15)
+        assert math.fsum(feature.contributions) == pytest.approx(feature.kl, rel=1e-9)
+        assert feature.bin_labels == baseline[name].bin_labels
+        assert document[name]["bins"] == [
+            {"label": label, "reference": reference, "window": share, "contribution": term}
+            for label, reference, share, term in zip(
+                baseline[name].bin_labels, q.tolist(), feature.window_probabilities,
+                feature.contributions, strict=True)]
+        top = feature.top_contributions()
+        assert [entry["contribution"] for entry in top] == sorted(
+            (t for t in feature.contributions if t > 0 and t >= 0.01 * feature.kl),
+            reverse=True)[:3]
+    assert report.features["amount"].drift  # shifted by 9: its top bins are the high ones
+
+
+def test_a_window_without_values_has_no_shares_or_terms():
+    config = _config()
+    report = DriftMonitor(config, _baseline(config)).report()
+    for feature in report.features.values():
+        assert feature.window_probabilities is None
+        assert feature.contributions is None
+        assert feature.top_contributions() == []
+        assert [entry["window"] for entry in feature.bins()] == [None] * len(feature.bin_labels)
+
+
+@pytest.mark.parametrize("window", [{"size": 40, "panes": 4},
+                                    {"size": "8s", "panes": 4, "time_field": "ts"}])
+def test_a_snapshot_at_every_pane_close_holds_the_window_of_that_moment(window):
+    """The pane observers see, at each close, the KL of the messages then in the window
+    (a batch recomputation with np.bincount and scipy), and where the input was."""
+    config = _config(window=window, divergence={"min_samples": 5})
+    baseline = _baseline(config)
+    monitor = DriftMonitor(config, baseline)
+    snapshots: list[PaneSnapshot] = []
+    monitor.pane_observers.append(snapshots.append)
+    rng = np.random.default_rng(4)
+    messages: list[dict[str, Any]] = [
+        {"order": {"amount": float(a)}, "channel": "web", "ts": i / 5}
+        for i, a in enumerate(rng.gamma(2.0, 10.0, 230))]
+    payloads = [json.dumps(m).encode() for m in messages]
+    payloads.insert(17, b"not json")  # a refused message shifts the positions after it
+    for start in range(0, len(payloads), 23):
+        monitor.process_payloads(payloads[start:start + 23])
+    assert snapshots
+    event_time = "time_field" in window
+    pane_length = 10  # messages per pane: 40 / 4, and 2 s of 5 messages a second
+    for snapshot in snapshots:
+        closing = (snapshot.pane + 1) * pane_length  # the message opening the next pane
+        # Messages read before it: the refused one counts when it came before.
+        assert snapshot.messages == closing + (1 if closing >= 17 else 0)
+        assert snapshot.event_time_s == ((snapshot.pane + 1) * 2.0 if event_time else None)
+        in_window = messages[max(0, closing - 4 * pane_length):closing]
+        values = np.array([m["order"]["amount"] for m in in_window])
+        counts = np.bincount(np.searchsorted(baseline["amount"].edges, values, side="right"),
+                             minlength=baseline["amount"].n_bins)
+        assert snapshot.report.features["amount"].kl == pytest.approx(
+            entropy(counts, baseline["amount"].probabilities), rel=1e-9)
+    assert [s.pane for s in snapshots] == list(range(len(snapshots)))

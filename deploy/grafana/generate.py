@@ -37,7 +37,14 @@ from typing import Any, Literal
 
 import yaml
 from grafana_foundation_sdk.builders import alerting as alerting_builder
-from grafana_foundation_sdk.builders import bargauge, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import (
+    barchart,
+    bargauge,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.builders import expr as expr_builder
@@ -548,6 +555,8 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                        .min(0)
                        .override_by_query("B", dashed("red"))
                        .override_by_query("C", dashed("gray")))
+                   .with_panel(_bins_panel(next(ids)))
+                   .with_panel(_top_bins_panel(next(ids)))
                    .with_panel(graph(
                        next(ids), "Window samples: $feature",
                        "Values of $feature in the window (solid) and the values it needs "
@@ -559,6 +568,76 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                        .override_by_query("B", dashed("orange"))))
     builder = builder.with_row(per_feature)
     return builder.build()
+
+
+def _labelled(metric: str) -> str:
+    """``metric`` per feature and bin, with the bin's label from streamdrift_bin_info (the
+    same on every instance: they share the baseline)."""
+    return (f"max by (feature, bin, label) ({selector(metric)} * on(instance, job, feature, "
+            f"bin) group_left(label) {selector('streamdrift_bin_info')})")
+
+
+def _bins_panel(panel_id: int) -> barchart.Panel:
+    """Baseline against window, bin by bin, labelled from the baseline."""
+    return (barchart.Panel()
+            .id(panel_id)
+            .title("Bins: $feature, baseline against window")
+            .description("Each bin's share of the baseline (grey) and of the window (blue), "
+                         "in bin order, labelled with the bin's range or category. A bin "
+                         "whose blue bar stands far from its grey one is where the feature "
+                         "moved.")
+            .datasource(DATASOURCE)
+            .with_target(target("A", _labelled("streamdrift_baseline_probability"),
+                                instant=True, table_format=True))
+            .with_target(target("B", _labelled("streamdrift_window_probability"),
+                                instant=True, table_format=True))
+            .with_transformation(transformation("joinByField",
+                                                {"byField": "label", "mode": "outer"}))
+            .with_transformation(transformation("convertFieldType", {"conversions": [
+                {"targetField": "bin 1", "destinationType": "number"}]}))
+            .with_transformation(transformation("sortBy", {"sort": [{"field": "bin 1"}]}))
+            .with_transformation(transformation("organize", {
+                "excludeByName": {"Time 1": True, "Time 2": True, "bin 1": True,
+                                  "bin 2": True, "feature 1": True, "feature 2": True},
+                "renameByName": {"Value #A": "baseline", "Value #B": "window"}}))
+            .x_field("label")
+            .x_tick_label_rotation(-45)
+            .unit("percentunit")
+            .span(12)
+            .height(8)
+            .override_by_name("baseline", [dashboard_model.DynamicConfigValue(
+                id_val="color", value=dashboard_builder.FieldColor()
+                .mode(dashboard_model.FieldColorModeId.FIXED).fixed_color("#9aa5b1")
+                .build())])
+            .override_by_name("window", [dashboard_model.DynamicConfigValue(
+                id_val="color", value=dashboard_builder.FieldColor()
+                .mode(dashboard_model.FieldColorModeId.FIXED).fixed_color("#2563eb")
+                .build())]))
+
+
+def _top_bins_panel(panel_id: int) -> table.Panel:
+    """The bins whose terms add most to the KL."""
+    window = selector("streamdrift_window_probability")
+    baseline = selector("streamdrift_baseline_probability")
+    term = (f"{window} * ln({window} / on(instance, job, feature, bin) {baseline})")
+    expr = (f"topk(5, max by (feature, bin, label) (({term}) * on(instance, job, feature, "
+            f"bin) group_left(label) {selector('streamdrift_bin_info')}) > 0)")
+    return (table.Panel()
+            .id(panel_id)
+            .title("Bins adding most to the KL: $feature")
+            .description("p ln(p / q) of each bin, p its share of the window, q of the "
+                         "baseline: the terms sum to the feature's KL. The largest say what "
+                         "moved.")
+            .datasource(DATASOURCE)
+            .with_target(target("A", expr, instant=True, table_format=True))
+            .with_transformation(transformation("organize", {
+                "excludeByName": {"Time": True, "bin": True},
+                "renameByName": {"Value": "nats"}}))
+            .with_transformation(transformation("sortBy", {
+                "sort": [{"field": "nats", "desc": True}]}))
+            .cell_height(common.TableCellHeight.SM)
+            .span(12)
+            .height(8))
 
 
 def dashboard_json(params: RuleParameters | None = None) -> str:

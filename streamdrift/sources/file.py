@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +84,16 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
         for spec in specs:
             values[spec.name].extend(file_values[spec.name])
         rows += file_rows
+    return _dataset(specs, values, rows, rejected, [str(path) for path in paths])
+
+
+def _dataset(specs: Sequence[FeatureSpec], values: dict[str, list[Any]], rows: int,
+             rejected: Counter[str], sources: list[str]) -> Dataset:
     columns = {spec.name: extract_column(spec, values[spec.name]) for spec in specs}
     examples = {name: [values[name][index] for index in
                        np.flatnonzero(column.status > STATUS_MISSING)[:INVALID_EXAMPLES].tolist()]
                 for name, column in columns.items()}
-    return Dataset(columns, rows, rejected, [str(path) for path in paths],
+    return Dataset(columns, rows, rejected, sources,
                    {name: found for name, found in examples.items() if found})
 
 
@@ -151,15 +156,33 @@ def _require_columns(path: Path, header: Sequence[str], specs: Sequence[FeatureS
 
 def _read_jsonl(path: Path, specs: Sequence[FeatureSpec], max_message_bytes: int
                 ) -> tuple[dict[str, list[Any]], Counter[str]]:
+    return message_values(iter_jsonl_payloads(path), specs, max_message_bytes)
+
+
+def message_values(batches: Iterable[Sequence[bytes | None]], specs: Sequence[FeatureSpec],
+                   max_message_bytes: int) -> tuple[dict[str, list[Any]], Counter[str]]:
+    """Every feature's raw values across batches of message payloads (found by path, through
+    the decoder live messages take), and the refused messages by reason."""
     decoder = MessageDecoder(max_message_bytes)
     values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     rejected: Counter[str] = Counter()
-    for payloads in iter_jsonl_payloads(path):
-        batch = decoder.decode(payloads)
+    for payloads in batches:
+        batch = decoder.decode(list(payloads))
         rejected.update(batch.rejected)
         for spec in specs:
             values[spec.name].extend(raw_values(batch.objects, spec.path))
     return values, rejected
+
+
+def dataset_from_messages(batches: Iterable[Sequence[bytes | None]],
+                          specs: Sequence[FeatureSpec], max_message_bytes: int,
+                          source: str) -> Dataset:
+    """A dataset of message payloads (a topic read back, say), like a JSONL file's."""
+    values, rejected = message_values(batches, specs, max_message_bytes)
+    rows = len(values[specs[0].name]) if specs else 0
+    if rows == 0 and not rejected:
+        raise InputError(f"{source}: no messages")
+    return _dataset(specs, values, rows, rejected, [source])
 
 
 def iter_jsonl_payloads(path: Path, batch_size: int = 1000) -> Iterator[list[bytes]]:

@@ -6,12 +6,14 @@ offsets of a batch only after the batch has been counted (at-least-once). It sur
 brokers that are not there yet (kafka-python 3 raises ``KafkaTimeoutError`` from the
 constructor when no broker answers: retried with backoff) and brokers that go away (the
 client reconnects; ``probe_lag`` tells whether requests succeed). It also reads partition
-history outside the group, to refill the window after a restart.
+history outside the group, to refill the window after a restart, and a time range of a
+topic, to build a baseline from it (``read_time_range``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +25,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamdrift.config import KafkaConfig
+from streamdrift.errors import StreamdriftError
 from streamdrift.eventlog import EventLog
 from streamdrift.sources.records import EMPTY_BATCH, RecordBatch, dead_letter_headers
 from streamdrift.sources.records import Partition as Partition  # re-exported
@@ -292,6 +295,79 @@ class KafkaSource:
                 self._producer = None
             return False
         return True
+
+
+def read_time_range(config: KafkaConfig, since_ms: int, until_ms: int | None,
+                    timeout_s: float = 300.0) -> tuple[list[Record], list[str]]:
+    """Every record of the configured topic (or of every topic matching the pattern) with
+    a timestamp in ``[since_ms, until_ms)`` (``until_ms`` None: up to the end), on every
+    partition, read outside any consumer group (nothing is committed). Returns the records,
+    in (topic, partition, offset) order, and the topics read. Raises ``StreamdriftError``
+    when the brokers cannot be reached or the topic does not exist."""
+    try:
+        reader = KafkaConsumer(group_id=None, enable_auto_commit=False,
+                               bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
+                               **client_settings(config))
+    except KafkaError as error:
+        raise StreamdriftError(f"kafka: cannot reach {config.bootstrap_servers}: "
+                               f"{type(error).__name__}: {error}") from None
+    try:
+        available = reader.topics()
+        if config.topic_pattern is not None:
+            pattern = re.compile(config.topic_pattern)
+            topics = sorted(t for t in available
+                            if pattern.match(t) and not t.startswith("__"))
+        else:
+            topics = [config.topic] if config.topic in available else []
+        if not topics:
+            raise StreamdriftError(
+                f"kafka: no topic {config.topic or config.topic_pattern!r} on "
+                f"{config.bootstrap_servers}")
+        partitions = [TopicPartition(topic, number) for topic in topics
+                      for number in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(partitions)
+        ends = reader.end_offsets(partitions)
+        starts = _offsets_at(reader, partitions, since_ms, ends)
+        stops = ends if until_ms is None else _offsets_at(reader, partitions, until_ms, ends)
+        records: list[Record] = []
+        pending = set()
+        for tp in partitions:
+            if starts[tp] < stops[tp]:
+                reader.seek(tp, starts[tp])
+                pending.add(tp)
+            else:
+                reader.pause(tp)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise StreamdriftError(f"kafka: reading {', '.join(topics)} took more than "
+                                       f"{timeout_s:g} s")
+            for tp, batch in reader.poll(timeout_ms=500).items():
+                records.extend(Record(r.topic, r.partition, r.offset, r.timestamp, r.value)
+                               for r in batch if r.offset < stops[tp]
+                               and since_ms <= r.timestamp
+                               and (until_ms is None or r.timestamp < until_ms))
+                if batch and batch[-1].offset >= stops[tp] - 1:
+                    pending.discard(tp)
+                    reader.pause(tp)
+            for tp in list(pending):  # past the stop without a record there (compaction)
+                if reader.position(tp, timeout_ms=5000) >= stops[tp]:
+                    pending.discard(tp)
+        records.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        return records, topics
+    except KafkaError as error:
+        raise StreamdriftError(f"kafka: reading the topic failed: {type(error).__name__}: "
+                               f"{error}") from None
+    finally:
+        reader.close(autocommit=False, timeout_ms=5000)
+
+
+def _offsets_at(reader: Any, partitions: Sequence[TopicPartition], timestamp_ms: int,
+                ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """The first offset at or after ``timestamp_ms`` in each partition (its end if none)."""
+    found = reader.offsets_for_times(dict.fromkeys(partitions, timestamp_ms),
+                                     timeout_ms=10_000)
+    return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in partitions}
 
 
 class _ClientLogHandler(logging.Handler):
