@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks import e2e  # noqa: E402
+from benchmarks import e2e, startup  # noqa: E402
 from benchmarks.contenders import (  # noqa: E402
     Agreement,
     Contender,
@@ -72,6 +72,8 @@ NAIVE_OVER_PIPELINE_MIN = 8.0
 E2E_OVER_RAW_MAX = 1.3
 E2E_CONFLUENT_OVER_FLOOR_MAX = 1.3
 WIDE_RSS_MAX_MIB = 50.0
+# "A CLI that answers at once": wall seconds from exec to exit, on this machine.
+STARTUP_MAX_S = 0.5
 
 IN_PROCESS_LABELS = {
     "floor": "floor (decode + binning)",
@@ -417,8 +419,17 @@ class Target:
 
 
 def targets(in_process: list[InProcess], end_to_end: list[EndToEnd],
-            memory: dict[str, Any] | None) -> list[Target]:
+            memory: dict[str, Any] | None,
+            startup_samples: dict[str, list[float]] | None = None) -> list[Target]:
     found = []
+    if startup_samples is not None:
+        bare = statistics.median(startup_samples[startup.BARE])
+        for label in startup.STREAMDRIFT_COMMANDS:
+            median = statistics.median(startup_samples[label])
+            found.append(Target("command start-up, wall", f"`{label}`",
+                                f"{median * 1000:.0f} ms ({median / bare:.1f}x "
+                                "`python -c pass`)", f"<= {STARTUP_MAX_S * 1000:.0f} ms",
+                                median <= STARTUP_MAX_S))
     for result in in_process:
         scope = f"{result.n_features} features"
         ratio = result.median("streamdrift") / result.median("floor")
@@ -570,7 +581,8 @@ def plot(in_process: list[InProcess], end_to_end: list[EndToEnd], path: Path) ->
 def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: float,
                      in_process: list[InProcess], end_to_end: list[EndToEnd],
                      memory: dict[str, Any] | None, found: list[Target], profiles: str,
-                     analysis: str) -> str:
+                     analysis: str,
+                     startup_samples: dict[str, list[float]] | None = None) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# streamdrift benchmark results",
@@ -662,6 +674,19 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
             "",
             f"The ring of panes alone for the wide case is {wide['ring_mib']:.1f} MiB "
             "(60 x slots x 8 bytes).",
+            "",
+        ]
+    if startup_samples is not None:
+        repeats = len(startup_samples[startup.BARE])
+        lines += [
+            "## Command start-up",
+            "",
+            f"Wall time from exec to exit of a fresh interpreter, median of {repeats} runs "
+            "interleaved with a bare `python -c pass` (benchmarks/startup.py). `check` and "
+            "`baseline show` read deploy/compose's config and baseline; numpy, scipy, river "
+            "and the Kafka clients are imported only by the commands that use them.",
+            "",
+            *startup.table(startup_samples),
             "",
         ]
     lines += ["## Throughput against the number of features", "",
@@ -785,6 +810,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  folder))
             del workload
             gc.collect()
+        say("\n== command start-up (fresh interpreters, wall time)")
+        startup_samples = startup.measure(5 if args.quick else 15)
+        for line in startup.table(startup_samples):
+            say(f"  {line}")
         memory = None
         if not args.no_memory:
             say("\n== memory (fresh processes)")
@@ -792,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     seconds = time.monotonic() - started
-    found = targets(in_process, end_to_end, memory)
+    found = targets(in_process, end_to_end, memory, startup_samples)
 
     say("\n== in process (CPU µs per message, median)")
     for line in in_process_table(in_process):
@@ -815,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
         plot(in_process, end_to_end, HERE / "throughput.png")
         results.write_text(results_markdown(command, plan, info, seconds, in_process,
                                             end_to_end, memory, found, profiles,
-                                            previous_analysis(results)), encoding="utf-8")
+                                            previous_analysis(results), startup_samples),
+                           encoding="utf-8")
         say(f"wrote {results.relative_to(REPO)} and benchmarks/throughput.png")
     agreed = all(r.agreement.ok(KL_TOLERANCE) for r in in_process)
     return 0 if agreed else 1

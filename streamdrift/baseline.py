@@ -58,6 +58,12 @@ class FeatureBaseline:
     # Per numeric bin: the one value all its reference values share, or None (a range, or
     # unknown for a file written without it). Labels only: never used in a divergence.
     single_values: tuple[float | None, ...] = ()
+    # Whether every reference value is a whole number (a count, an age in years): what a
+    # synthetic producer must send to look like the reference.
+    integral: bool = False
+    # The reference values' standard deviation (None for a file written without it): the
+    # unit of a synthetic producer's numeric drift.
+    std: float | None = None
     _category_index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +163,10 @@ class FeatureBaseline:
             document["max"] = self.maximum
             if any(value is not None for value in self.single_values):
                 document["single_values"] = list(self.single_values)
+            if self.integral:
+                document["integral"] = True
+            if self.std is not None:
+                document["std"] = self.std
         else:
             document["categories"] = list(self.categories)
         document["probabilities"] = [float(p) for p in self.probabilities]
@@ -258,6 +268,8 @@ def build_feature_baseline(
             spec.name, "numeric", counts, smooth(counts, alpha), missing, invalid,
             edges=edges, minimum=float(values.min()), maximum=float(values.max()),
             single_values=_single_values(values, slots, len(edges) + 1),
+            integral=bool(np.all(values == np.round(values))),
+            std=float(values.std()),
         )
     frequencies = Counter(values.tolist())
     # Most frequent first; ties broken by name so that a rebuild gives the same file.
@@ -470,6 +482,12 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
             value is None or _is_number(value) for value in single_values) or (
             single_values and len(single_values) != len(probabilities)):
         fault("single_values must be a list of numbers or nulls, one per bin")
+    integral = raw.get("integral", False)
+    if not isinstance(integral, bool):
+        fault(f"integral must be true or false (got {integral!r})")
+    std = raw.get("std")
+    if std is not None and not (_is_number(std) and std >= 0):
+        fault(f"std must be a number >= 0 (got {std!r})")
     if len(problems) > before:
         return None
     return FeatureBaseline(
@@ -485,6 +503,8 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
         maximum=None if maximum is None else float(maximum),
         single_values=tuple(None if value is None else float(value)
                             for value in single_values),
+        integral=integral,
+        std=None if std is None else float(std),
     )
 
 

@@ -293,12 +293,48 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         text = config_path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {config_path}: {error.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{config_path} is not valid YAML: {error}") from None
+    raw = read_yaml(text, config_path)
     return parse_config(raw, base_dir=config_path.resolve().parent, environ=environ,
                         source=config_path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error rather than
+    the last value silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                earlier = first_seen.get(key)
+            except TypeError:  # an unhashable key: the base class says what is wrong
+                continue
+            if earlier is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {earlier.line + 1})",
+                    key_node.start_mark)
+            first_seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, path: Path) -> object:
+    """The YAML document in ``text``; a syntax error or a repeated key is a ``ConfigError``
+    that names ``path``, the line and the column (``config.yaml:7:3: ...``)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = error.problem or "not valid YAML"
+        context = ""
+        if error.context and error.context_mark is not None and error.problem_mark is not None:
+            context = f" ({error.context} at line {error.context_mark.line + 1})"
+        raise ConfigError(f"{where}: {problem}{context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
 
 def parse_config(

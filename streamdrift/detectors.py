@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from river import drift
-
 from streamdrift.config import DetectorConfig
 
 
@@ -32,6 +30,11 @@ def make_detector(config: DetectorConfig) -> ChangeDetector | None:
     >>> make_detector(DetectorConfig("none")) is None
     True
     """
+    if config.method == "none":
+        return None
+    # river (and the scipy it pulls in) costs a second at start-up: load it only for a detector.
+    from river import drift
+
     params: dict[str, Any] = dict(config.params)
     if config.method == "adwin":
         # One value per pane is a slow series: test for a change at every value, not every 32.
@@ -39,8 +42,6 @@ def make_detector(config: DetectorConfig) -> ChangeDetector | None:
         detector: ChangeDetector = drift.ADWIN(**params)
     elif config.method == "page_hinkley":
         detector = drift.PageHinkley(**params)
-    elif config.method == "kswin":
-        detector = drift.KSWIN(**params)
     else:
-        return None
+        detector = drift.KSWIN(**params)
     return detector

@@ -34,11 +34,39 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import chi2
 
 from streamdrift.sketch import IntArray, SlotLayout
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def chi2_sf(statistic: npt.ArrayLike, dof: npt.ArrayLike) -> FloatArray:
+    """``P(chi2_dof >= statistic)``: scipy's chi-square survival function, imported on first
+    use (scipy.special, not scipy.stats, whose import takes a second).
+
+    >>> round(float(chi2_sf(3.841458820694124, 1)), 6)
+    0.05
+    """
+    from scipy.special import chdtrc
+
+    values = np.asarray(statistic, dtype=np.float64)
+    freedom = np.asarray(dof, dtype=np.float64)
+    result: FloatArray = np.asarray(chdtrc(freedom, values), dtype=np.float64)
+    return result
+
+
+def chi2_isf(level: npt.ArrayLike, dof: npt.ArrayLike) -> FloatArray:
+    """The statistic whose chi-square tail is ``level``: the inverse of ``chi2_sf``.
+
+    >>> round(float(chi2_isf(0.05, 1)), 6)
+    3.841459
+    """
+    from scipy.special import chdtri
+
+    levels = np.asarray(level, dtype=np.float64)
+    freedom = np.asarray(dof, dtype=np.float64)
+    result: FloatArray = np.asarray(chdtri(freedom, levels), dtype=np.float64)
+    return result
 
 
 def xlogx(counts: npt.ArrayLike) -> FloatArray:
@@ -219,7 +247,7 @@ def homogeneity_test(
     safe_n, safe_m = np.maximum(n, 1.0), np.maximum(m, 1.0)
     q = 1.0 + ((total * inverse_columns - 1.0) * (total * (1.0 / safe_n + 1.0 / safe_m) - 1.0)
                / (6.0 * total * np.maximum(dof, 1)))
-    p_value = np.where(testable, chi2.sf(g / q, np.maximum(dof, 1)), 1.0)
+    p_value = np.where(testable, chi2_sf(g / q, np.maximum(dof, 1)), 1.0)
     return np.where(testable, g, 0.0), np.maximum(dof, 0), p_value
 
 
@@ -289,7 +317,11 @@ def auto_min_samples(threshold: float, occupied_bins: int, reference_samples: in
     room = threshold / (occupied_bins - 1) - inverse_m
     if room <= 0:
         return max(MIN_SAMPLES_FLOOR, reference_samples)
-    return max(MIN_SAMPLES_FLOOR, math.ceil(1.0 / room))
+    samples = math.ceil(1.0 / room)
+    # 1/room can round up past an exact integer: take the smaller window when it also fits.
+    if samples > 1 and (occupied_bins - 1) / 2 * (1 / (samples - 1) + inverse_m) <= threshold / 2:
+        samples -= 1
+    return max(MIN_SAMPLES_FLOOR, samples)
 
 
 def g_test_p_value(g_statistic: FloatArray, n_bins: IntArray) -> FloatArray:
@@ -300,7 +332,7 @@ def g_test_p_value(g_statistic: FloatArray, n_bins: IntArray) -> FloatArray:
     """
     dof = n_bins - 1
     safe_dof = np.maximum(dof, 1)
-    return np.where(dof > 0, chi2.sf(g_statistic, safe_dof), 1.0)
+    return np.where(dof > 0, chi2_sf(g_statistic, safe_dof), 1.0)
 
 
 def g_critical_values(level: float, dof: IntArray) -> FloatArray:
@@ -311,7 +343,7 @@ def g_critical_values(level: float, dof: IntArray) -> FloatArray:
     [3.8415, inf]
     """
     dof = np.asarray(dof)
-    return np.where(dof > 0, chi2.isf(level, np.maximum(dof, 1)), np.inf)
+    return np.where(dof > 0, chi2_isf(level, np.maximum(dof, 1)), np.inf)
 
 
 def kl_from_sums(

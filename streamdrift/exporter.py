@@ -36,6 +36,8 @@ class ServiceStatus:
     lag: Mapping[tuple[str, int], int] = field(default_factory=dict)
     last_message_timestamp_s: float | None = None
     refilling: bool = False
+    # The configured topic, while the brokers say it does not exist.
+    missing_topic: str | None = None
     dead_letters: int = 0
     baseline_reloads: Mapping[str, int] = field(default_factory=dict)
 

@@ -186,6 +186,20 @@ class DriftReport:
         }
 
 
+def occupied_bins(feature: FeatureBaseline) -> int:
+    """The bins the reference has values in (all of them for a file without counts)."""
+    return int(np.count_nonzero(feature.counts)) or feature.n_bins
+
+
+def resolve_min_samples(config: Config, features: Sequence[FeatureBaseline]) -> list[int]:
+    """Every feature's min_samples (config order): its own, the config's, or ``auto`` from
+    its threshold, occupied bins and reference size."""
+    return [configured if (configured := config.min_samples_for(spec)) is not None
+            else auto_min_samples(config.threshold_for(spec), occupied_bins(feature),
+                                  feature.count)
+            for spec, feature in zip(config.features, features, strict=True)]
+
+
 @dataclass(frozen=True)
 class PaneSnapshot:
     """The monitor as a pane closes: the window then holds that pane and the ones before
@@ -366,14 +380,9 @@ class DriftMonitor:
         self._reference_probabilities = [tuple(feature.probabilities.tolist())
                                          for feature in features]
         self._reference_samples = [feature.count for feature in features]
-        self._occupied_bins = [int(np.count_nonzero(feature.counts)) or feature.n_bins
-                               for feature in features]
-        self._min_samples = np.array([
-            configured if (configured := self.config.min_samples_for(spec)) is not None
-            else auto_min_samples(float(threshold), occupied, reference)
-            for spec, threshold, occupied, reference in zip(
-                self.specs, self._thresholds, self._occupied_bins, self._reference_samples,
-                strict=True)], dtype=np.int64)
+        self._occupied_bins = [occupied_bins(feature) for feature in features]
+        self._min_samples = np.array(resolve_min_samples(self.config, features),
+                                     dtype=np.int64)
         # For the fleet-wide rule, which can neither pool bins nor run Holm's steps: the G
         # that is significant at alpha with Bonferroni over the features.
         self._g_critical = g_critical_values(self.config.divergence.alpha / len(self.specs),

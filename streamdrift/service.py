@@ -246,7 +246,8 @@ class DriftService:
     # inside poll(), where the counted offsets of revoked partitions can still be committed.
 
     def _on_revoked(self, partitions: list[Partition]) -> None:
-        self.log("partitions_revoked", partitions=_names(partitions))
+        if partitions:  # a group forming revokes nothing, often: not worth a line
+            self.log("partitions_revoked", partitions=_names(partitions))
         if threading.current_thread() is self._worker and self.source is not None:
             revoked = {key: self._pending.pop(key) for key in partitions
                        if key in self._pending}
@@ -256,7 +257,10 @@ class DriftService:
         self._revocations.append(list(partitions))
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
-        self.log("partitions_assigned", partitions=_names(partitions))
+        if partitions:
+            notices = self.source.take_client_notices() if self.source is not None else 0
+            fields: dict[str, object] = {"client_notices": notices} if notices else {}
+            self.log("partitions_assigned", "info", partitions=_names(partitions), **fields)
         self._assignments.append(sorted(partitions))
 
     def _take_assignments(self) -> None:
@@ -370,10 +374,24 @@ class DriftService:
             if self.status.connected:
                 self.log("kafka_disconnected", level="warning")
             self._set_status(connected=False)
-        else:
-            if not self.status.connected:
-                self.log("kafka_reconnected")
-            self._set_status(connected=True, lag=lag, assigned=tuple(source.assignment()))
+            return
+        if not self.status.connected:
+            self.log("kafka_reconnected")
+        assigned = tuple(source.assignment())
+        missing = self.status.missing_topic
+        topic = self.config.kafka.topic
+        if topic is not None and not assigned:
+            exists = source.topic_exists(topic)
+            if exists is False and missing is None:
+                self.log("topic_missing", level="warning", topic=topic,
+                         hint="create it (streamdrift produce --partitions N creates it); "
+                              "streamdrift does not let the broker create it with its "
+                              "defaults")
+            if exists is not None:
+                missing = None if exists else topic
+        elif assigned:
+            missing = None
+        self._set_status(connected=True, lag=lag, assigned=assigned, missing_topic=missing)
 
     def _set_status(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -404,6 +422,8 @@ class DriftService:
         status = self.status
         if not status.connected:
             return False, "not connected to Kafka"
+        if status.missing_topic is not None:
+            return False, f"topic {status.missing_topic} does not exist"
         if not status.assigned:
             return False, "no partitions assigned"
         if status.refilling:

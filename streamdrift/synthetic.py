@@ -91,46 +91,129 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def baseline_sampler(feature: FeatureBaseline) -> Sampler:
-    """A law for any feature, drawn from its baseline: a bin by its probability, then a
-    value in it (uniform between the bin's edges; a fresh category for "other"). The
-    drifted law reverses the bin probabilities."""
-    probabilities = feature.probabilities / feature.probabilities.sum()
+# A drifted law moves this much: standard deviations for a numeric feature, the share of a
+# categorical feature's mass moved to other categories (``streamdrift produce --drift-size``).
+DRIFT_SIZE = 0.5
+# Categories an ``unseen`` drift sends values to.
+UNSEEN_CATEGORIES = 5
 
-    def sample(rng: np.random.Generator, count: int, drift: bool) -> list[Any]:
-        weights = probabilities[::-1] if drift else probabilities
+
+def baseline_sampler(feature: FeatureBaseline, drift_size: float = DRIFT_SIZE,
+                     unseen: bool = False) -> Sampler:
+    """A law drawn from a feature's baseline, and its drifted law.
+
+    A value is missing as often as in the reference; otherwise a bin is drawn by its
+    reference count, then a value in it: the bin's one value where it has one, else uniform
+    between its edges (the reference's min and max at the open ends), a whole number when
+    every reference value was one. A category is drawn by its reference count among the
+    listed ones (the other bin is no category the file names). Drifted, a numeric value
+    moves up by ``drift_size`` standard deviations of the reference (of the law drawn here
+    for a file without ``std``); for a categorical
+    feature that share of the mass moves to its rarest category or, with ``unseen``, to
+    categories the reference never had.
+    """
+    counts = feature.counts.astype(np.float64)
+    if not counts.any():  # a file without counts: its smoothed probabilities
+        counts = feature.probabilities.copy()
+    total = feature.count + feature.missing + feature.invalid
+    missing_share = feature.missing / total if total else 0.0
+    if feature.type == "categorical":
+        listed = counts[:-1] if feature.categories else counts[:0]
+        weights = listed / listed.sum() if listed.sum() else listed
+        names = list(feature.categories)
+
+        def sample_category(rng: np.random.Generator, count: int, drift: bool) -> list[Any]:
+            law = weights
+            if drift and not unseen and len(weights):
+                # That share of the mass moves to the rarest listed category.
+                target = np.zeros(len(weights))
+                target[len(weights) - 1 - int(np.argmin(weights[::-1]))] = 1.0
+                law = (1 - drift_size) * weights + drift_size * target
+            chosen = rng.choice(len(law), size=count, p=law / law.sum())
+            values: list[Any] = [names[i] for i in chosen.tolist()]
+            if drift and unseen:
+                fresh = rng.random(count) < drift_size
+                for index in np.flatnonzero(fresh).tolist():
+                    values[index] = f"unseen-{rng.integers(1, UNSEEN_CATEGORIES + 1)}"
+            return _with_missing(rng, values, missing_share)
+
+        return sample_category
+
+    weights = counts / counts.sum()
+    edges = feature.edges.tolist()
+    spacing = (edges[-1] - edges[0]) / max(len(edges) - 1, 1) if len(edges) > 1 else 1.0
+    low = feature.minimum if feature.minimum is not None else \
+        (edges[0] - spacing if edges else 0.0)
+    high = feature.maximum if feature.maximum is not None else \
+        (edges[-1] + spacing if edges else 1.0)
+    bounds = np.array([min(low, *edges) if edges else low, *edges,
+                       max(high, *edges) if edges else high])
+    singles = [None] * feature.n_bins if not feature.single_values else \
+        list(feature.single_values)
+    middles = np.array([single if single is not None else (bounds[i] + bounds[i + 1]) / 2
+                        for i, single in enumerate(singles)])
+    if feature.std is not None:
+        spread = feature.std
+    else:  # an older file: the standard deviation of the law drawn here
+        widths = np.array([0.0 if single is not None else bounds[i + 1] - bounds[i]
+                           for i, single in enumerate(singles)])
+        mean = np.sum(weights * middles)
+        spread = float(np.sqrt(np.sum(weights * ((middles - mean) ** 2 + widths ** 2 / 12))))
+
+    def sample_number(rng: np.random.Generator, count: int, drift: bool) -> list[Any]:
         bins = rng.choice(len(weights), size=count, p=weights)
-        if feature.type == "categorical":
-            names = [*feature.categories, "other"]
-            return [names[b] if b < len(feature.categories) else f"unseen-{b}"
-                    for b in bins.tolist()]
-        low = feature.minimum if feature.minimum is not None else float(feature.edges[0]) - 1
-        high = feature.maximum if feature.maximum is not None else float(feature.edges[-1]) + 1
-        bounds = np.concatenate([[low], feature.edges, [high]])
-        values: list[Any] = rng.uniform(bounds[bins], np.maximum(bounds[bins + 1],
-                                                                  bounds[bins])).tolist()
-        return values
+        starts, ends = bounds[bins], bounds[bins + 1]
+        if feature.integral:
+            # Whole numbers in [start, end), and the maximum itself in the last bin.
+            first = np.ceil(starts)
+            last = np.where(bins == len(weights) - 1, np.floor(ends), np.ceil(ends) - 1)
+            values = np.floor(rng.uniform(first, np.maximum(last, first) + 1))
+        else:
+            values = rng.uniform(starts, np.maximum(ends, starts))
+        fixed = np.array([singles[b] is not None for b in bins.tolist()], dtype=bool)
+        if fixed.any():
+            values[fixed] = [singles[b] for b in bins[fixed].tolist()]
+        if drift:
+            values = values + drift_size * spread
+            if feature.integral:
+                values = np.round(values)
+        result: list[Any] = (values.astype(np.int64).tolist() if feature.integral
+                             else values.tolist())
+        return _with_missing(rng, result, missing_share)
 
-    return sample
+    return sample_number
+
+
+def _with_missing(rng: np.random.Generator, values: list[Any], share: float) -> list[Any]:
+    if share <= 0:
+        return values
+    for index in np.flatnonzero(rng.random(len(values)) < share).tolist():
+        values[index] = None
+    return values
 
 
 @dataclass(frozen=True)
 class SyntheticStream:
     """Messages for the configured features, with some features drifted from a message on.
 
-    A feature named like one of the demo's follows the demo's law; any other feature needs
-    a baseline to draw from.
+    With a baseline, every feature follows its baseline (``baseline_sampler``); without
+    one, a feature named like one of the demo's follows the demo's law, and any other cannot
+    be drawn.
     """
 
     config: Config
     seed: int = 0
     baseline: Baseline | None = None
+    drift_size: float = DRIFT_SIZE
+    unseen: bool = False
 
     def sampler(self, name: str) -> Sampler:
+        if self.baseline is not None:
+            if name not in self.baseline.features:
+                raise ValueError(f"feature {name!r} is not in the baseline: rebuild it")
+            return baseline_sampler(self.baseline[name], self.drift_size, self.unseen)
         if name in SAMPLERS:
             return SAMPLERS[name]
-        if self.baseline is not None and name in self.baseline.features:
-            return baseline_sampler(self.baseline[name])
         raise ValueError(f"no synthetic law for feature {name!r}: give a baseline, or use one "
                          f"of the demo's features ({', '.join(SAMPLERS)})")
 

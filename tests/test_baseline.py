@@ -293,6 +293,9 @@ def _c(**changes: object):
     (_x(missing=-1), ["feature 'x': missing must be a non-negative integer (got -1)"]),
     (_x(invalid=1.5), ["feature 'x': invalid must be a non-negative integer (got 1.5)"]),
     (_x(count=7), ["feature 'x': count 7 differs from the sum of counts 4"]),
+    (_x(integral="yes"), ["feature 'x': integral must be true or false (got 'yes')"]),
+    (_x(std=-1.0), ["feature 'x': std must be a number >= 0 (got -1.0)"]),
+    (_x(std="2"), ["feature 'x': std must be a number >= 0 (got '2')"]),
     # Every problem is reported, feature by feature.
     (lambda d: (d.update(smoothing=-1), d["features"]["c"].update(missing=None)),
      ["smoothing must be a number > 0 (got -1)",
@@ -593,6 +596,20 @@ def test_single_values_survive_the_file(tmp_path: Path):
     assert loaded.bin_labels == ("0", "1", "2", "3") == feature.bin_labels
     assert json.loads((tmp_path / "b.json").read_text())["features"]["kids"][
         "single_values"] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_integral_and_std_survive_the_file(tmp_path: Path):
+    spec = FeatureSpec("tenure", ("tenure",), "numeric")
+    values = [0, 3, 3, 12, 24, 71, 72]
+    feature = build_feature_baseline(spec, numeric_column(values), 4, 50, 0.5)
+    assert feature.integral
+    assert feature.std == pytest.approx(float(np.std(values)))
+    save_baseline(Baseline({"tenure": feature}, "t", "s", 0.5), tmp_path / "b.json")
+    loaded = load_baseline(tmp_path / "b.json")["tenure"]
+    assert (loaded.integral, loaded.std) == (True, feature.std)
+    charges = build_feature_baseline(spec, numeric_column([19.5, 20.0, 70.25]), 4, 50, 0.5)
+    assert not charges.integral
+    assert "integral" not in charges.to_json()
 
 
 @pytest.mark.parametrize(("categories", "expected"), [

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,18 @@ def test_replay_counts_bad_lines_and_writes_the_report(workspace: Path, capsys):
     table = capsys.readouterr().out
     assert "invalid 2 (not_json 1, not_object 1)" in table
     assert "DRIFT" in table
+    # The refused lines by number (the blank line between them is no message).
+    assert "refused: line 4001 (not_json), line 4002 (not_object)" in table
+    header = next(line for line in table.splitlines()
+                  if line.startswith("feature") and "status" in line)
+    assert header.split()[-3:] == ["unseen", "outside", "changes"]
+    age = [line for line in table.splitlines() if line.startswith("age ")][-1]
+    assert int(age.split()[-2]) == session_outside(report, "age")
+
+
+def session_outside(report: dict, name: str) -> int:
+    total: int = report["features"][name]["out_of_range_total"]
+    return total
 
 
 def test_compare_two_datasets(workspace: Path, capsys):
@@ -117,6 +130,21 @@ def test_compare_two_datasets(workspace: Path, capsys):
                                                         "discount_rate")}
     assert statuses == {"age": "DRIFT", "device": "ok", "plan": "ok", "country": "ok",
                         "session_length": "ok", "purchases_30d": "ok", "discount_rate": "ok"}
+
+
+def test_compare_shows_one_window_without_panes_or_change_points(workspace: Path, capsys):
+    with (workspace / "production.jsonl").open("a") as out:
+        out.write('{"oops"\n\n"text"\n')
+    main(["compare", "--config", str(workspace / "config.yaml"),
+          str(workspace / "reference.jsonl"), str(workspace / "production.jsonl")])
+    printed = capsys.readouterr().out
+    assert "one window of 4000 rows" in printed
+    assert "panes" not in printed
+    header = next(line for line in printed.splitlines()
+                  if line.startswith("feature") and "status" in line)
+    assert header.split()[-2:] == ["unseen", "outside"]
+    assert "changes" not in header
+    assert "refused: line 4001 (not_json), line 4003 (not_object)" in printed
 
 
 def test_check_and_show(workspace: Path, capsys):
@@ -377,3 +405,22 @@ def test_baseline_build_sources_are_checked(workspace: Path, capsys, args, messa
     code = main(["baseline", "build", "--config", str(workspace / "config.yaml"), *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_files_written_are_readable_by_other_users(workspace: Path, capsys):
+    """A container running under another user reads what these commands write."""
+    previous = os.umask(0o022)
+    try:
+        config = str(workspace / "config.yaml")
+        main(["baseline", "build", "--config", config,
+              "--input", str(workspace / "reference.jsonl")])
+        main(["replay", "--config", config, "--input", str(workspace / "production.jsonl"),
+              "--report", str(workspace / "report.json"),
+              "--timeline", str(workspace / "timeline.csv")])
+        main(["report", "--config", config, "--input", str(workspace / "production.jsonl"),
+              "--output", str(workspace / "report.html")])
+        main(["rules", "--output", str(workspace / "rules.yaml")])
+    finally:
+        os.umask(previous)
+    for name in ("baseline.json", "report.json", "timeline.csv", "report.html", "rules.yaml"):
+        assert stat.S_IMODE((workspace / name).stat().st_mode) == 0o644, name

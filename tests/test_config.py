@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from streamdrift.config import Config, Secret, load_config, parse_config
+from streamdrift import config as config_module
+from streamdrift.config import (
+    BaselineConfig,
+    Config,
+    DetectorConfig,
+    DivergenceConfig,
+    InputConfig,
+    KafkaConfig,
+    MetricsConfig,
+    Secret,
+    ServiceConfig,
+    WindowConfig,
+    load_config,
+    parse_config,
+    read_yaml,
+)
 from streamdrift.errors import ConfigError
 from tests.conftest import EXAMPLE_CONFIG
 
@@ -111,7 +128,7 @@ def test_unreadable_or_malformed_files_fail_clearly(tmp_path: Path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.yaml")
     (tmp_path / "bad.yaml").write_text("features: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=re.escape(f"{tmp_path / 'bad.yaml'}:2:1: expected")):
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="features is required"):
         parse_config({}, tmp_path, environ={})
@@ -155,3 +172,82 @@ def test_missing_values_are_per_feature_then_global_then_by_type(tmp_path: Path)
         _load(tmp_path, {"features": [{"name": "a", "missing_values": "NA"}]})
     assert "features[0].missing_values must be a list of strings and numbers (got 'NA')" \
         in str(raised.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("kafka:\n  topic: a\n  group_id: g\n  topic: b\nfeatures: [{name: x}]\n",
+     "4:3: duplicate key 'topic' (first at line 2)"),
+    ("features:\n  - name: x\n    type: numeric\n    type: categorical\n",
+     "4:5: duplicate key 'type' (first at line 3)"),
+    ("features: [{name: x}]\nwindow: {size: 100}\nwindow: {size: 200}\n",
+     "3:1: duplicate key 'window' (first at line 2)"),
+    ("kafka:\n  topic: a\n   group_id: g\n", "3:12: mapping values are not allowed here"),
+    ("kafka: {topic: [a\nfeatures: []\n",
+     "2:9: expected ',' or ']', but got ':' (while parsing a flow sequence at line 1)"),
+    ("features:\n\t- name: x\n", "2:1: found character '\\t' that cannot start any token"),
+])
+def test_yaml_mistakes_name_the_file_line_and_column(tmp_path: Path, text: str,
+                                                     message: str) -> None:
+    path = tmp_path / "churn.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == f"{path}:{message}"
+
+
+def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("common: &c {bins: 5}\n"
+                    "features:\n  - {name: a, <<: *c}\n  - {name: b, <<: *c, bins: 7}\n")
+    raw = read_yaml(path.read_text(), path)
+    assert isinstance(raw, dict)
+    assert raw["features"] == [{"name": "a", "bins": 5}, {"name": "b", "bins": 7}]
+
+
+def _keys_read_by_the_parser(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """Every (section, key) the parser reads, gathered as each section checks for unknown
+    keys: the schema as the code has it, not as a list kept by hand."""
+    read: set[tuple[str, str]] = set()
+    original = config_module._Section.reject_unknown
+
+    def recording(section: Any) -> None:
+        read.update((re.sub(r"\[\d+\]", "[]", section.path), key) for key in section.seen)
+        original(section)
+
+    monkeypatch.setattr(config_module._Section, "reject_unknown", recording)
+    load_config(EXAMPLE_CONFIG, environ={})
+    return read
+
+
+def _block(text: str, section: str) -> str:
+    """The lines of one top-level section of a YAML file, comments included."""
+    match = re.search(rf"^{re.escape(section)}:.*?(?=^\w|\Z)", text, re.M | re.S)
+    assert match is not None, f"config.yaml has no {section} section"
+    return match.group(0)
+
+
+def test_the_example_config_lists_every_key_the_parser_reads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = EXAMPLE_CONFIG.read_text()
+    read = _keys_read_by_the_parser(monkeypatch)
+    assert ("kafka", "auto_offset_reset") in read  # the gathering works
+    missing = []
+    for section, key in sorted(read):
+        if section == "detector.params":  # per method: the configuration reference lists them
+            continue
+        where = text if not section else _block(text, section.split(".")[0].removesuffix("[]"))
+        if not re.search(rf"^\s*(#\s*)?(- )?{re.escape(key)}:", where, re.M):
+            missing.append(f"{section}.{key}" if section else key)
+    assert not missing, f"config.yaml does not show: {', '.join(missing)}"
+
+
+def test_the_example_config_shows_the_defaults() -> None:
+    config = load_config(EXAMPLE_CONFIG, environ={})
+    assert config.kafka == KafkaConfig()
+    assert config.window == WindowConfig()
+    assert config.baseline == BaselineConfig(path=EXAMPLE_CONFIG.parent / "baseline.json")
+    assert config.divergence == DivergenceConfig()
+    assert config.detector == DetectorConfig()
+    assert config.input == InputConfig()
+    assert config.metrics == MetricsConfig()
+    assert config.service == ServiceConfig()

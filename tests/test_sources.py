@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from streamdrift.config import Config, load_config
 from streamdrift.errors import ConfigError, StreamdriftError
@@ -89,7 +89,7 @@ def test_both_sources_have_the_same_public_interface():
     assert interface(ConfluentSource) == interface(KafkaSource)
     assert set(interface(KafkaSource)) == {
         "connect", "poll", "commit", "assignment", "probe_lag", "committed_offsets",
-        "read_history", "send_dead_letters", "close"}
+        "read_history", "send_dead_letters", "close", "topic_exists", "take_client_notices"}
 
 
 def test_confluent_settings_map_sasl_and_tls_and_the_password_never_shows(tmp_path: Path):
@@ -145,6 +145,26 @@ def test_confluent_connect_retries_until_stopped_and_logs_without_the_password(
     assert "event=kafka_unavailable" in text
     assert "retry_in_s=0.5" in text
     assert "hunter2" not in text
+    # One line per retry: the client's own lines about the refused connection are dropped.
+    assert all("event=kafka_unavailable" in line for line in text.splitlines()), text
+
+
+def test_kafka_python_connect_says_one_line_per_retry_with_the_next_delay(tmp_path: Path):
+    config = _load(tmp_path, {"bootstrap_servers": f"127.0.0.1:{_unused_port()}",
+                              "connect_timeout_s": 0.3})
+    stream = io.StringIO()
+    source = _source(config, stream)
+    stop = threading.Event()
+    timer = threading.Timer(2.5, stop.set)
+    timer.start()
+    try:
+        assert source.connect(stop) is False
+    finally:
+        timer.cancel()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 2, lines
+    assert all("event=kafka_unavailable" in line for line in lines), lines
+    assert [line.split("retry_in_s=")[1] for line in lines[:2]] == ["0.5", "1"]
 
 
 def test_confluent_subscribes_to_a_posix_pattern_with_a_leading_caret(tmp_path: Path):
@@ -188,7 +208,16 @@ def test_confluent_poll_skips_errors_and_returns_records(tmp_path: Path):
     assert [batch.record(i) for i in range(len(batch))] == [Record("t", 1, 5, 1234, b'{"x": 1}'),
                                                            Record("t", 2, 9, 1240, None)]
     assert fake.asked == (7, 0.25)
+    # While the group forms (nothing assigned yet), an unknown topic is a notice, counted.
+    assert stream.getvalue() == ""  # and the partition EOF is silent
+    assert source.take_client_notices() == 1
+    # Once partitions are assigned, the same error is a problem, and said.
+    source._assigned(fake, [TopicPartition("t", 0)])
+    source._consumer = _FakeConsumer([
+        Message(topic="t", partition=0,
+                error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "no such topic"))])
+    source.poll(0.25)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1, lines  # the partition EOF is silent
+    assert len(lines) == 1, lines
     assert "level=warning event=kafka_client logger=rdkafka" in lines[0]
     assert "UNKNOWN_TOPIC_OR_PART" in lines[0]

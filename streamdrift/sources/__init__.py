@@ -41,6 +41,12 @@ class Source(Protocol):
     def probe_lag(self, timeout_s: float = 2.0) -> dict[Partition, int] | None:
         """Messages not yet consumed per assigned partition; None when no broker answers."""
 
+    def topic_exists(self, topic: str) -> bool | None:
+        """Whether the brokers know ``topic``; None when they do not answer."""
+
+    def take_client_notices(self) -> int:
+        """The client's harmless lines counted while the group formed, since the last call."""
+
     def committed_offsets(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
         """The committed offset, or where ``auto_offset_reset`` starts a partition without."""
 

@@ -11,9 +11,8 @@ librdkafka does differently is handled here:
 - rebalance callbacks run inside ``consume()``, on the service's thread: they only note the
   assignment, and the service refills after the poll, as with kafka-python;
 - its log lines and errors come through a Python logger and ``error_cb``, served by
-  ``consume()``/``flush()``; warnings and errors become ``kafka_client`` events, and a line
-  repeated within ``_REPEAT_WINDOW_S`` is counted instead of written (librdkafka retries a
-  refused connection every few tens of milliseconds);
+  ``consume()``/``flush()``, and become events as ``sources.clientlog`` says (librdkafka
+  retries a refused connection every few tens of milliseconds);
 - a regular-expression subscription is a topic name starting with ``^``, in POSIX syntax:
   Python-only syntax (``\\d``, ``(?...)``) is refused at start;
 - a broker answers a connection's requests in order, so a watermark or metadata request
@@ -37,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamdrift.config import KafkaConfig
 from streamdrift.errors import StreamdriftError
 from streamdrift.eventlog import EventLog
+from streamdrift.sources.clientlog import ClientLogHandler, route_client_logs
 from streamdrift.sources.records import (
     EMPTY_BATCH,
     Partition,
@@ -47,8 +47,13 @@ from streamdrift.sources.records import (
 )
 
 CLIENT_LOGGER = "rdkafka"
-_REPEAT_WINDOW_S = 30.0
-# Parts of librdkafka's messages that change from one repetition to the next.
+# librdkafka's lines about a refused connection, said by ``kafka_unavailable`` while
+# connect() retries; its lines while a group forms; what changes between repetitions.
+_CONNECTION_LINES = re.compile(r"Connect to .* failed|brokers are down|_TRANSPORT|"
+                               r"Connection refused|_ALL_BROKERS_DOWN")
+_FORMING_LINES = re.compile(r"UNKNOWN_TOPIC_OR_PART|Subscribed topic not available|"
+                            r"COORDINATOR_NOT_AVAILABLE|NOT_COORDINATOR|"
+                            r"COORDINATOR_LOAD_IN_PROGRESS")
 _VARYING = re.compile(r"\(after \d+ms in state \w+\)|#(consumer|producer)-\d+")
 # Python regular expression syntax that librdkafka's (POSIX extended) refuses or reads
 # otherwise: \d (a plain "d" there), \A, \Z, (?...) groups, lazy quantifiers.
@@ -105,7 +110,9 @@ class ConfluentSource:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._querier: Consumer | None = None
-        self._client_log = _route_client_logs(log)
+        self._client_lines = ClientLogHandler(log, _CONNECTION_LINES, _FORMING_LINES,
+                                              _VARYING)
+        self._client_log = route_client_logs(CLIENT_LOGGER, self._client_lines)
         self._settings = client_settings(config)
 
     def _client_config(self, **settings: Any) -> dict[str, Any]:
@@ -134,6 +141,9 @@ class ConfluentSource:
                 # A member killed with -9 holds its partitions until its session expires.
                 "session.timeout.ms": session_ms,
                 "heartbeat.interval.ms": max(100, session_ms // 3),
+                # A subscribed topic created after start (or new partitions) is seen within
+                # 10 s rather than librdkafka's 5 minutes; kafka-python retries on its own.
+                "topic.metadata.refresh.interval.ms": 10_000,
                 **({} if self.config.group_instance_id is None
                    else {"group.instance.id": self.config.group_instance_id}),
             }))
@@ -141,6 +151,7 @@ class ConfluentSource:
             detail = _describe(error)
             raise StreamdriftError(f"kafka: librdkafka refused the settings: {detail}") from None
         delay_s = 0.5
+        self._client_lines.connecting = True
         while not stop.is_set():
             problem = _ask_for_metadata(consumer, self.config.connect_timeout_s, stop)
             if problem is None or stop.is_set():
@@ -163,18 +174,35 @@ class ConfluentSource:
             consumer.close()
             raise
         self._consumer = consumer
+        self._client_lines.connecting = False
         self.log("kafka_connected", bootstrap=self.config.bootstrap_servers,
                  group=self.config.group_id,
-                 topic=self.config.topic or self.config.topic_pattern)
+                 topic=self.config.topic or self.config.topic_pattern,
+                 new_group_starts_at=self.config.auto_offset_reset)
         return True
+
+    def topic_exists(self, topic: str) -> bool | None:
+        """Whether the brokers know ``topic``; None when they do not answer."""
+        try:
+            metadata = self._offsets_querier().list_topics(topic, timeout=2.0)
+        except KafkaException:
+            return None
+        found = metadata.topics.get(topic)
+        return found is not None and (found.error is None or
+                                      found.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+    def take_client_notices(self) -> int:
+        return self._client_lines.take_notices()
 
     # Called by librdkafka inside consume() (and close()), on the service's thread: blocking
     # would be allowed, but the service only notes the change and refills after the poll.
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._client_lines.group_forming = not partitions
         self._on_assigned([(tp.topic, tp.partition) for tp in partitions])
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._client_lines.group_forming = True
         self._on_revoked([(tp.topic, tp.partition) for tp in partitions])
 
     def poll(self, timeout_s: float) -> RecordBatch:
@@ -496,40 +524,3 @@ def _name(exception: KafkaException) -> str:
 
 def _describe(exception: KafkaException) -> str:
     return _error(exception).str()
-
-
-class _ClientLogHandler(logging.Handler):
-    """librdkafka's warnings and errors, as event lines like ours; a line seen again within
-    ``_REPEAT_WINDOW_S`` is counted, and the count goes with its next appearance."""
-
-    def __init__(self, log: EventLog) -> None:
-        super().__init__(logging.WARNING)
-        self._log = log
-        self._seen: dict[tuple[int, str], list[float]] = {}
-        self._seen_lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        key = (record.levelno, _VARYING.sub("", message))
-        now = time.monotonic()
-        with self._seen_lock:
-            seen = self._seen.get(key)
-            if seen is not None and now - seen[0] < _REPEAT_WINDOW_S:
-                seen[1] += 1
-                return
-            repeated = 0 if seen is None else int(seen[1])
-            if len(self._seen) >= 1000:
-                self._seen = {k: v for k, v in self._seen.items()
-                              if now - v[0] < _REPEAT_WINDOW_S}
-            self._seen[key] = [now, 0]
-        fields: dict[str, object] = {"repeated": repeated} if repeated else {}
-        self._log("kafka_client", level=record.levelname.lower(), logger=record.name,
-                  message=message, **fields)
-
-
-def _route_client_logs(log: EventLog) -> logging.Logger:
-    logger = logging.getLogger(CLIENT_LOGGER)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    logger.handlers = [_ClientLogHandler(log)]
-    return logger

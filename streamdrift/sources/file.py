@@ -33,6 +33,8 @@ MESSAGE_SUFFIXES = (".jsonl", ".ndjson")
 
 # How many unusable values of a feature a dataset keeps to show.
 INVALID_EXAMPLES = 3
+# How many refused lines of JSONL input are named by number.
+REFUSED_LINES_SHOWN = 5
 # The delimiters a CSV file is sniffed for when none is given.
 CSV_DELIMITERS = ",;\t|"
 
@@ -47,6 +49,8 @@ class Dataset:
     rejected: Counter[str] = field(default_factory=Counter)
     sources: list[str] = field(default_factory=list)
     invalid_examples: dict[str, list[Any]] = field(default_factory=dict)
+    # The first refused lines of JSONL files: (file, line number from 1, reason).
+    refused_lines: list[tuple[str, int, str]] = field(default_factory=list)
 
     def invalid_counts(self) -> dict[str, int]:
         """Unusable values (wrong type, non-finite) per feature, where there are any."""
@@ -64,6 +68,7 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
     """
     values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     rejected: Counter[str] = Counter()
+    refused_lines: list[tuple[str, int, str]] = []
     rows = 0
     for path in paths:
         suffix = path.suffix.lower()
@@ -73,8 +78,10 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
         elif suffix == ".parquet":
             file_values = _read_parquet(path, specs)
         elif suffix in MESSAGE_SUFFIXES:
-            file_values, file_rejected = _read_jsonl(path, specs, max_message_bytes)
+            file_values, file_rejected, refused = message_values(
+                iter_jsonl_lines(path), specs, max_message_bytes)
             rejected.update(file_rejected)
+            refused_lines += [(str(path), number, reason) for number, reason in refused]
         else:
             raise InputError(f"{path}: unknown input type {suffix!r}; use .csv, .parquet or "
                              ".jsonl")
@@ -84,7 +91,9 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
         for spec in specs:
             values[spec.name].extend(file_values[spec.name])
         rows += file_rows
-    return _dataset(specs, values, rows, rejected, [str(path) for path in paths])
+    dataset = _dataset(specs, values, rows, rejected, [str(path) for path in paths])
+    dataset.refused_lines = refused_lines[:REFUSED_LINES_SHOWN]
+    return dataset
 
 
 def _dataset(specs: Sequence[FeatureSpec], values: dict[str, list[Any]], rows: int,
@@ -154,53 +163,56 @@ def _require_columns(path: Path, header: Sequence[str], specs: Sequence[FeatureS
                          f"its columns are: {', '.join(header) or '(none)'}")
 
 
-def _read_jsonl(path: Path, specs: Sequence[FeatureSpec], max_message_bytes: int
-                ) -> tuple[dict[str, list[Any]], Counter[str]]:
-    return message_values(iter_jsonl_payloads(path), specs, max_message_bytes)
-
-
-def message_values(batches: Iterable[Sequence[bytes | None]], specs: Sequence[FeatureSpec],
-                   max_message_bytes: int) -> tuple[dict[str, list[Any]], Counter[str]]:
-    """Every feature's raw values across batches of message payloads (found by path, through
-    the decoder live messages take), and the refused messages by reason."""
+def message_values(batches: Iterable[tuple[Sequence[int], Sequence[bytes | None]]],
+                   specs: Sequence[FeatureSpec], max_message_bytes: int
+                   ) -> tuple[dict[str, list[Any]], Counter[str], list[tuple[int, str]]]:
+    """Every feature's raw values across batches of (numbers, message payloads), found by
+    path through the decoder live messages take; the refused messages by reason; and the
+    first ``REFUSED_LINES_SHOWN`` refused ones as (number, reason)."""
     decoder = MessageDecoder(max_message_bytes)
     values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     rejected: Counter[str] = Counter()
-    for payloads in batches:
+    refused: list[tuple[int, str]] = []
+    for numbers, payloads in batches:
         batch = decoder.decode(list(payloads))
         rejected.update(batch.rejected)
+        if len(refused) < REFUSED_LINES_SHOWN:
+            refused += [(numbers[index], reason) for index, reason in batch.rejections]
         for spec in specs:
             values[spec.name].extend(raw_values(batch.objects, spec.path))
-    return values, rejected
+    return values, rejected, refused[:REFUSED_LINES_SHOWN]
 
 
 def dataset_from_messages(batches: Iterable[Sequence[bytes | None]],
                           specs: Sequence[FeatureSpec], max_message_bytes: int,
                           source: str) -> Dataset:
     """A dataset of message payloads (a topic read back, say), like a JSONL file's."""
-    values, rejected = message_values(batches, specs, max_message_bytes)
+    numbered = ((range(len(payloads)), payloads) for payloads in batches)
+    values, rejected, _ = message_values(numbered, specs, max_message_bytes)
     rows = len(values[specs[0].name]) if specs else 0
     if rows == 0 and not rejected:
         raise InputError(f"{source}: no messages")
     return _dataset(specs, values, rows, rejected, [source])
 
 
-def iter_jsonl_payloads(path: Path, batch_size: int = 1000) -> Iterator[list[bytes]]:
-    """The lines of a JSONL file as message payloads, in batches; blank lines are skipped
-    (they separate messages, they are not messages)."""
+def iter_jsonl_lines(path: Path, batch_size: int = 1000
+                     ) -> Iterator[tuple[list[int], list[bytes]]]:
+    """Batches of (line numbers from 1, payloads) of a JSONL file, blank lines skipped."""
     try:
         stream = path.open("rb")
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from None
     with stream:
+        numbers: list[int] = []
         batch: list[bytes] = []
-        for line in stream:
+        for number, line in enumerate(stream, start=1):
             payload = line.rstrip(b"\r\n")
             if not payload.strip():
                 continue
+            numbers.append(number)
             batch.append(payload)
             if len(batch) >= batch_size:
-                yield batch
-                batch = []
+                yield numbers, batch
+                numbers, batch = [], []
         if batch:
-            yield batch
+            yield numbers, batch

@@ -12,7 +12,6 @@ topic, to build a baseline from it (``read_time_range``).
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -27,10 +26,21 @@ from kafka.structs import OffsetAndMetadata
 from streamdrift.config import KafkaConfig
 from streamdrift.errors import StreamdriftError
 from streamdrift.eventlog import EventLog
+from streamdrift.sources.clientlog import ClientLogHandler, route_client_logs
 from streamdrift.sources.records import EMPTY_BATCH, RecordBatch, dead_letter_headers
 from streamdrift.sources.records import Partition as Partition  # re-exported
 from streamdrift.sources.records import PartitionsListener as PartitionsListener
 from streamdrift.sources.records import Record as Record
+
+# kafka-python's lines about a refused connection, said by ``kafka_unavailable`` while
+# connect() retries; its lines while a group forms (the coordinator not elected yet on a new
+# broker, metadata not loaded yet, a topic not there); and what changes between repetitions.
+_CONNECTION_LINES = re.compile(r"ECONNREFUSED|Connection (failed|lost)|[Bb]ootstrap|"
+                               r"Unable to connect|timed out")
+_FORMING_LINES = re.compile(r"NotCoordinator|CoordinatorNotAvailable|coordinator dead|"
+                            r"No partition metadata for topic|not found in cluster metadata|"
+                            r"not available during auto-create|RebalanceInProgress")
+_VARYING = re.compile(r"\d+(\.\d+)? secs|node_id=\S+|coordinator-\d+")
 
 # Columns of the consumer's records, read in C.
 _VALUE = attrgetter("value")
@@ -60,14 +70,18 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assigned: PartitionsListener, on_revoked: PartitionsListener) -> None:
+    def __init__(self, on_assigned: PartitionsListener, on_revoked: PartitionsListener,
+                 client_log: ClientLogHandler) -> None:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._client_log = client_log
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._client_log.group_forming = True
         self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._client_log.group_forming = not assigned
         self._on_assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
@@ -76,11 +90,12 @@ class KafkaSource:
                  on_revoked: PartitionsListener) -> None:
         self.config = config
         self.log = log
-        self._listener = _Listener(on_assigned, on_revoked)
+        self._client_log = ClientLogHandler(log, _CONNECTION_LINES, _FORMING_LINES, _VARYING)
+        route_client_logs("kafka", self._client_log)
+        self._listener = _Listener(on_assigned, on_revoked, self._client_log)
         self._consumer: Any = None
         self._producer: Any = None
         self._settings = client_settings(config)
-        _route_client_logs(log)
 
     # ---- group consumption -------------------------------------------------------------
 
@@ -88,6 +103,7 @@ class KafkaSource:
         """Create the consumer and subscribe, retrying with backoff until it works or
         ``stop`` is set (then False)."""
         delay_s = 0.5
+        self._client_log.connecting = True
         while not stop.is_set():
             try:
                 consumer = KafkaConsumer(
@@ -101,6 +117,9 @@ class KafkaSource:
                     session_timeout_ms=int(self.config.session_timeout_s * 1000),
                     # Static membership: a restart within the session keeps the assignment.
                     group_instance_id=self.config.group_instance_id,
+                    # A topic that does not exist is said (topic_missing), not created with
+                    # the broker's defaults behind the user's back.
+                    allow_auto_create_topics=False,
                     heartbeat_interval_ms=max(100, int(self.config.session_timeout_s * 1000
                                                        / 3)),
                     **self._settings,
@@ -111,16 +130,33 @@ class KafkaSource:
                 stop.wait(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
                 continue
+            # kafka-python 3.0 does not hand allow_auto_create_topics on to the metadata it
+            # keeps, which then asks the broker to create a subscribed topic that is missing.
+            cluster_config = getattr(getattr(consumer, "_cluster", None), "config", None)
+            if isinstance(cluster_config, dict):
+                cluster_config["allow_auto_create_topics"] = False
             if self.config.topic_pattern is not None:
                 consumer.subscribe(pattern=self.config.topic_pattern, listener=self._listener)
             else:
                 consumer.subscribe(topics=[self.config.topic], listener=self._listener)
             self._consumer = consumer
+            self._client_log.connecting = False
             self.log("kafka_connected", bootstrap=self.config.bootstrap_servers,
                      group=self.config.group_id,
-                     topic=self.config.topic or self.config.topic_pattern)
+                     topic=self.config.topic or self.config.topic_pattern,
+                     new_group_starts_at=self.config.auto_offset_reset)
             return True
         return False
+
+    def topic_exists(self, topic: str) -> bool | None:
+        """Whether the brokers know ``topic``; None when they do not answer."""
+        try:
+            return topic in self._consumer.topics()
+        except KafkaError:
+            return None
+
+    def take_client_notices(self) -> int:
+        return self._client_log.take_notices()
 
     def poll(self, timeout_s: float) -> RecordBatch:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
@@ -370,25 +406,6 @@ def _offsets_at(reader: Any, partitions: Sequence[TopicPartition], timestamp_ms:
     return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in partitions}
 
 
-class _ClientLogHandler(logging.Handler):
-    """kafka-python's own warnings and errors, as event lines like ours."""
-
-    def __init__(self, log: EventLog) -> None:
-        super().__init__(logging.WARNING)
-        self._log = log
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._log("kafka_client", level=record.levelname.lower(), logger=record.name,
-                  message=record.getMessage())
-
-
-def _route_client_logs(log: EventLog) -> None:
-    logger = logging.getLogger("kafka")
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    logger.handlers = [_ClientLogHandler(log)]
-
-
 class KafkaSink:
     """Produces payloads to a topic (for ``streamdrift produce`` and the Kafka demo)."""
 
@@ -402,17 +419,24 @@ class KafkaSink:
             raise ConnectionError(f"no Kafka broker answered at {config.bootstrap_servers} "
                                   f"({type(error).__name__})") from None
 
-    def send(self, topic: str, payloads: Sequence[bytes]) -> None:
-        for payload in payloads:
-            self._producer.send(topic, value=payload)
+    def send(self, topic: str, payloads: Sequence[bytes],
+             keys: Sequence[bytes | None] | None = None,
+             timestamps_ms: Sequence[int | None] | None = None) -> None:
+        """Produce ``payloads`` (with their keys and timestamps when given)."""
+        for index, payload in enumerate(payloads):
+            self._producer.send(topic, value=payload,
+                                key=None if keys is None else keys[index],
+                                timestamp_ms=None if timestamps_ms is None
+                                else timestamps_ms[index])
 
     def close(self) -> None:
         self._producer.flush(timeout=30)
         self._producer.close(timeout=10)
 
 
-def ensure_topic(config: KafkaConfig, topic: str, partitions: int) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created."""
+def ensure_topic(config: KafkaConfig, topic: str, partitions: int) -> int | None:
+    """Create ``topic`` with ``partitions`` partitions unless it exists: None when it was
+    created, else the partitions it already has."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -420,7 +444,24 @@ def ensure_topic(config: KafkaConfig, topic: str, partitions: int) -> bool:
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])
     except TopicAlreadyExistsError:
-        return False
+        described = admin.describe_topics([topic])
+        return len(described[0].get("partitions") or []) if described else 0
     finally:
         admin.close()
-    return True
+    return None
+
+
+def delete_topic(config: KafkaConfig, topic: str) -> None:
+    """Delete ``topic`` (``demo --kafka`` cleaning up after itself); errors are ignored."""
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(**client_settings(config))
+    except KafkaError:
+        return
+    try:
+        admin.delete_topics([topic], timeout_ms=10_000)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from tests.integration.conftest import (
     setup_service,
     shown_baseline_hash,
     wait_counted,
+    wait_until,
 )
 
 
@@ -362,24 +364,10 @@ def test_ctrl_c_stops_cleanly_while_no_broker_answers(
     assert service.terminate() == 0
 
 
-def test_produce_writes_the_configured_features_with_drift_switched_on(
-        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str]) -> None:
-    topic = topic_factory(partitions=3)
-    config, _ = setup_service(tmp_path, bootstrap, topic)
-    assert cli_main(["produce", "--config", str(config), "--count", "4000", "--rate", "0",
-                     "--drift", "device@2000"]) == 0
-    records = consume_all(bootstrap, topic)
-    assert len(records) == 4000
-    messages = sorted((json.loads(record.value or b"") for record in records),
-                      key=lambda message: message["id"])
-    assert [m["id"] for m in messages] == list(range(4000))
-    tv_before = sum(m["device"] == "tv" for m in messages[:2000])
-    tv_after = sum(m["device"] == "tv" for m in messages[2000:])
-    assert tv_before == 0  # the reference law has no "tv"; the drifted one has 30 %
-    assert tv_after > 400
-
-
-def test_demo_kafka_runs_the_whole_loop(bootstrap: str) -> None:
+def test_demo_kafka_runs_the_whole_loop_and_cleans_up(bootstrap: str,
+                                                      kafka_admin: Any) -> None:
+    temporary = Path(tempfile.gettempdir())
+    folders_before = set(temporary.glob("streamdrift-demo-*"))
     result = subprocess.run(
         [sys.executable, "-m", "streamdrift", "demo", "--kafka", "--bootstrap", bootstrap,
          "--seconds", "8", "--rate", "2000", "--metrics-port", str(free_port())],
@@ -388,6 +376,12 @@ def test_demo_kafka_runs_the_whole_loop(bootstrap: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "drifted at the end: session_length, device" in result.stdout
     assert "event=drift_started feature=device" in result.stderr
+    # Its topic and its baseline's folder are gone.
+    topic = re.search(r"topic (streamdrift-demo-\d+)", result.stdout)
+    assert topic is not None, result.stdout
+    wait_until(lambda: topic.group(1) not in kafka_admin.list_topics(), 30,
+               what=f"topic {topic.group(1)} deleted")
+    assert set(temporary.glob("streamdrift-demo-*")) == folders_before
 
 
 def test_a_topic_pattern_and_a_changed_baseline_file(
@@ -429,8 +423,9 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
     config, port = setup_service(tmp_path, f"127.0.0.1:{free_port()}", "nowhere",
                                  extra={"kafka": {"connect_timeout_s": 300}})
     service = service_factory(config, port)
-    service.wait_until(lambda: "event=kafka_client" in service.log_text(), 60,
-                       what="the client's first failed attempt to reach a broker")
+    service.wait_until(lambda: "event=started" in service.log_text(), 60,
+                       what="the service started, its first connection attempt under way")
+    time.sleep(1.0)  # into the attempt: it starts right after the "started" line
     service.send_signal(signal.SIGINT)
     service.wait_until(lambda: "event=stopping" in service.log_text(), 60,
                        what="the first Ctrl+C seen")

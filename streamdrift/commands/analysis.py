@@ -1,0 +1,159 @@
+"""``streamdrift replay | report | compare | check``: the engine on files."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamdrift.baseline import check_baseline_fits, load_baseline
+from streamdrift.commands import write_json, write_text
+from streamdrift.commands.baselines import delimiter
+from streamdrift.config import Config, load_config
+from streamdrift.errors import ConfigError
+from streamdrift.monitor import (
+    DriftMonitor,
+    DriftReport,
+    compare_to_baseline,
+    occupied_bins,
+    reference_baseline,
+    resolve_min_samples,
+)
+from streamdrift.sources.file import iter_jsonl_lines, read_dataset
+from streamdrift.textreport import render_refused, render_report
+from streamdrift.timeline import Timeline, write_timeline
+
+# How many refused lines a replay names.
+REFUSED_SHOWN = 5
+
+
+@dataclass
+class Replay:
+    """What a replay of a JSONL file found: the last window's report, every pane's point,
+    and the first refused lines as (line number, reason)."""
+
+    report: DriftReport
+    timeline: Timeline
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def replay(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    found = replay_file(config, args.baseline or config.baseline.path, args.input,
+                        max(1, args.batch_size))
+    print(render_report(found.report))
+    print(_refused(found, args.input))
+    print(render_first_flags(found.timeline))
+    if args.report:
+        write_json(args.report, found.report.to_json())
+    if args.timeline:
+        write_timeline(args.timeline, found.timeline.points, list(found.report.features))
+    return 1 if args.fail_on_drift and found.report.drifted else 0
+
+
+def replay_file(config: Config, baseline_path: Path, input_path: Path,
+                batch_size: int = 1000) -> Replay:
+    """A JSONL file of messages through the windows, as the service would count them."""
+    if config.window.is_event_time and config.window.time_field is None:
+        raise ConfigError("window.time_field is required to replay an event-time window from "
+                          "a file (the service falls back to the Kafka record timestamp)")
+    monitor = DriftMonitor(config, load_baseline(baseline_path), str(baseline_path))
+    timeline = Timeline()
+    monitor.pane_observers.append(timeline)
+    refused: list[tuple[int, str]] = []
+    for numbers, payloads in iter_jsonl_lines(input_path, batch_size):
+        rejections = monitor.process_payloads(payloads)
+        if len(refused) < REFUSED_SHOWN:
+            refused += [(numbers[index], reason) for index, reason in rejections]
+    report = monitor.report()
+    timeline.finish(report)
+    return Replay(report, timeline, refused[:REFUSED_SHOWN])
+
+
+def _refused(found: Replay, path: Path) -> str:
+    text = render_refused([(str(path), number, reason) for number, reason in found.refused],
+                          found.report.invalid)
+    return f"\n{text}" if text else ""
+
+
+def render_first_flags(timeline: Timeline) -> str:
+    """When each feature was first flagged, in order, or that none was."""
+    flags = timeline.first_flags()
+    if not flags:
+        return "\nno feature was flagged at any pane"
+    lines = ["", "first flagged:"]
+    for name, flag in sorted(flags.items(), key=lambda item: item[1].messages):
+        when = f" (event time {flag.event_time})" if flag.event_time else ""
+        lines.append(f"  {name}: after message {flag.messages}{when}")
+    return "\n".join(lines)
+
+
+def report(args: argparse.Namespace) -> int:
+    from streamdrift.htmlreport import render_html
+
+    config = load_config(args.config)
+    baseline_path: Path = args.baseline or config.baseline.path
+    found = replay_file(config, baseline_path, args.input)
+    write_text(args.output, render_html(found.report, load_baseline(baseline_path),
+                                        title="streamdrift: drift report",
+                                        source=f"{args.input} replayed",
+                                        timeline=found.timeline))
+    print(render_report(found.report))
+    print(_refused(found, args.input))
+    print(render_first_flags(found.timeline))
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    import json
+
+    config = load_config(args.config)
+    separator = delimiter(args)
+    reference = read_dataset([args.reference], config.features, config.input.max_message_bytes,
+                             separator)
+    current = read_dataset([args.current], config.features, config.input.max_message_bytes,
+                           separator)
+    baseline = reference_baseline(config, reference.columns, Path(args.reference).name)
+    found = compare_to_baseline(config, baseline, current.columns, current.rejected)
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print(f"reference {args.reference} ({reference.rows} rows) vs current {args.current} "
+              f"({current.rows} rows)")
+        print(render_report(found, one_window=True))
+        refused = render_refused(current.refused_lines, sum(current.rejected.values()))
+        if refused:
+            print(f"\n{refused}")
+    if args.html:
+        from streamdrift.htmlreport import render_html
+
+        write_text(args.html, render_html(
+            found, baseline, title="streamdrift: compare",
+            source=f"{args.current} ({current.rows:,} rows), as one window,"))
+    return 1 if args.fail_on_drift and found.drifted else 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from streamdrift.divergence import expected_null_kl
+
+    config = load_config(args.config)
+    print(f"config {args.config}: OK, {len(config.features)} features, window "
+          f"{config.window.describe()}, KL threshold {config.divergence.threshold} nats")
+    baseline_path: Path = args.baseline or config.baseline.path
+    baseline = load_baseline(baseline_path)
+    check_baseline_fits(baseline, config.features, str(baseline_path))
+    print(f"baseline {baseline_path}: OK, {len(baseline.features)} features, created "
+          f"{baseline.created_at}, hash {baseline.content_hash()}")
+    features = [baseline[spec.name] for spec in config.features]
+    print(f"drift: KL above the threshold and significant at alpha "
+          f"{config.divergence.alpha:g} (Holm over the {len(features)} features)\n")
+    print(f"{'feature':<22} {'bins':>5} {'reference':>10} {'threshold':>9} "
+          f"{'min_samples':>11}  KL without drift at min_samples")
+    for spec, feature, min_samples in zip(config.features, features,
+                                          resolve_min_samples(config, features), strict=True):
+        source = " (auto)" if config.min_samples_for(spec) is None else ""
+        floor = expected_null_kl([min_samples], [feature.count], [occupied_bins(feature)])[0]
+        print(f"{spec.name:<22} {feature.n_bins:>5} {feature.count:>10} "
+              f"{config.threshold_for(spec):>9.3g} {min_samples:>11}{source:<7} {floor:.4f}")
+    return 0
