@@ -395,7 +395,8 @@ def parse_baseline(document: object, where: str) -> Baseline:
             if feature is not None:
                 features[name] = feature
     if problems:
-        raise BaselineError(join_problems(f"invalid baseline {where}:", problems))
+        raise BaselineError(join_problems(f"invalid baseline {where}:", problems),
+                            tuple(problems))
     return Baseline(
         features=features,
         created_at=str(document.get("created_at", "")),
@@ -521,7 +522,7 @@ def check_baseline_fits(baseline: Baseline, specs: Iterable[FeatureSpec], where:
                             f"{feature.type} in the baseline")
     if problems:
         raise BaselineError(join_problems(f"baseline {where} does not fit the config:",
-                                          problems))
+                                          problems), tuple(problems))
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamdrift {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    baseline = commands.add_parser("baseline", help="build or show a frozen baseline")
+    baseline = commands.add_parser("baseline", help="build, show or diff a frozen baseline")
     baseline_commands = baseline.add_subparsers(metavar="ACTION", required=True)
     build = baseline_commands.add_parser("build", help="build a baseline from reference data")
     build.add_argument("--config", required=True, type=Path)
@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeline", type=Path,
                         help="write one row per closed pane (KL, p-value and status of every "
                              "feature) to this .csv or .jsonl file")
-    replay.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+    replay.add_argument("--batch-size", type=int, default=1000,
+                        help="messages per batch, as the service polls them (default 1000)")
     replay.add_argument("--fail-on-drift", action="store_true",
                         help="exit 1 when a feature has drifted at the end")
     replay.set_defaults(handler="analysis:replay")
@@ -160,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
                               "the baseline never had")
     produce.add_argument("--partitions", type=int, default=3,
                          help="partitions of the topic when it has to be created")
-    produce.add_argument("--seed", type=int, default=0)
+    produce.add_argument("--seed", type=int, default=0,
+                         help="seed of the synthetic messages: the same seed, the same "
+                              "messages")
     produce.set_defaults(handler="kafka:produce")
 
     rules = commands.add_parser(
@@ -176,9 +179,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="window of the fleet-wide KL recording rules")
     rules.add_argument("--service-for", default=defaults.service_for,
                        help="hold time of the service alerts (stalled, lagging, ...)")
-    rules.add_argument("--lag-messages", type=int, default=defaults.lag_messages)
+    rules.add_argument("--lag-messages", type=int, default=defaults.lag_messages,
+                       help="StreamdriftConsumerLagging fires above this many messages "
+                            "waiting")
     rules.add_argument("--runbook-base", default=defaults.runbook_base,
-                       help="URL of this README, for the runbook links")
+                       help="where docs/operations/runbooks.md is published, for the "
+                            "alerts' runbook_url")
     rules.add_argument("--job", default=defaults.job, help="the scrape job's name")
     rules.add_argument("--format", choices=("rules", "prometheusrule"), default="rules",
                        help="a Prometheus rule file, or a Prometheus Operator PrometheusRule "
@@ -197,15 +203,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="the engine on a built-in synthetic stream where some features drift")
-    demo.add_argument("--messages", type=int, default=40_000)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--messages", type=int, default=40_000,
+                      help="without --kafka: the stream's length (it drifts halfway)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic stream")
     demo.add_argument("--kafka", action="store_true",
                       help="the whole loop on a broker: produce, run the service, scrape it")
     demo.add_argument("--bootstrap", default="127.0.0.1:9092",
                       help="with --kafka: the broker (start one with deploy/local/kafka start)")
     demo.add_argument("--seconds", type=float, default=40.0, help="with --kafka: how long")
     demo.add_argument("--rate", type=float, default=2000.0, help="with --kafka: messages/s")
-    demo.add_argument("--metrics-port", type=int, default=9108)
+    demo.add_argument("--metrics-port", type=int, default=9108,
+                      help="with --kafka: the service's /metrics port")
     demo.set_defaults(handler="demo:demo")
     return parser
 

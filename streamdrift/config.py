@@ -52,6 +52,9 @@ NUMERIC_MISSING_TEXT: tuple[str, ...] = ("", "NA", "N/A", "NaN", "null", "None")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# The most bins a numeric feature may have (baseline.bins, or a feature's own).
+MAX_BINS = 10_000
+_INTEGER_TEXT = re.compile(r"^\s*-?\d+\s*$")
 
 
 class Secret:
@@ -370,8 +373,14 @@ def parse_config(
     top.reject_unknown()
 
     if problems:
+        # A value from the environment is reported against the variable that set it.
+        for variable, (section, key) in ENVIRONMENT_OVERRIDES.items():
+            if variable in environ:
+                problems = [f"{problem} (from {variable})"
+                            if problem.startswith(f"{section}.{key} ") else problem
+                            for problem in problems]
         header = f"invalid configuration{f' in {source}' if source else ''}:"
-        raise ConfigError(join_problems(header, problems))
+        raise ConfigError(join_problems(header, problems), tuple(problems))
     assert features is not None  # a missing features list is a reported problem above
     return Config(
         features=features,
@@ -417,7 +426,7 @@ class _Section:
 
     def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
         value = self.take(name, default)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _INTEGER_TEXT.match(value):
             value = int(value)  # environment overrides arrive as text
         if isinstance(value, bool) or not isinstance(value, int):
             self.report(name, "must be an integer", value)
@@ -428,11 +437,11 @@ class _Section:
             return default
         return value
 
-    def optional_integer(self, name: str, low: int) -> int | None:
+    def optional_integer(self, name: str, low: int, high: int | None = None) -> int | None:
         if self.mapping.get(name) is None:
             self.seen.add(name)
             return None
-        return self.integer(name, low, low)
+        return self.integer(name, low, low, high)
 
     def number(self, name: str, default: float, low: float, low_inclusive: bool = True) -> float:
         value = self.take(name, default)
@@ -614,12 +623,16 @@ def _parse_features(raw: object, problems: list[str]) -> tuple[FeatureSpec, ...]
             section.report("path", "must be a dot path such as usage.session_length", path_text)
             path_text = name
         feature_type = section.choice("type", "numeric", ("numeric", "categorical"))
+        if feature_type == "categorical" and section.mapping.get("bins") is not None:
+            section.report("bins", "applies to numeric features only (a categorical "
+                           "feature has a bin per kept category: baseline.max_categories)",
+                           section.mapping["bins"])
         specs.append(
             FeatureSpec(
                 name=name,
                 path=split_path(path_text),
                 type=cast(FeatureType, feature_type),
-                bins=section.optional_integer("bins", 1),
+                bins=section.optional_integer("bins", 1, MAX_BINS),
                 threshold=section.optional_number("threshold", 0.0, low_inclusive=False),
                 min_samples=section.optional_integer("min_samples", 1),
                 missing_values=section.optional_missing_values("missing_values"),
@@ -671,7 +684,7 @@ def _parse_baseline(section: _Section, base_dir: Path) -> BaselineConfig:
     path_text = section.text("path", str(defaults.path))
     baseline = BaselineConfig(
         path=resolve_path(path_text, base_dir),
-        bins=section.integer("bins", defaults.bins, 1, 10_000),
+        bins=section.integer("bins", defaults.bins, 1, MAX_BINS),
         max_categories=section.integer("max_categories", defaults.max_categories, 1, 100_000),
         smoothing=section.number("smoothing", defaults.smoothing, 0.0, low_inclusive=False),
     )
@@ -735,6 +748,12 @@ def _parse_detector(section: _Section) -> DetectorConfig:
             params_section.report(name, f"is not a valid {method} parameter value", value)
             continue
         params[name] = value
+    if method == "kswin":
+        # river's defaults where unset: a window of 100 values, a sample of 30 from it.
+        window_size, stat_size = params.get("window_size", 100), params.get("stat_size", 30)
+        if stat_size >= window_size:
+            params_section.report("stat_size", f"must be smaller than window_size "
+                                  f"({window_size}) for kswin", stat_size)
     params_section.reject_unknown()
     section.reject_unknown()
     return DetectorConfig(

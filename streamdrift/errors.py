@@ -6,7 +6,14 @@ Errors on the hot path (a bad message) are data: counted by reason, never raised
 
 
 class StreamdriftError(Exception):
-    """Base class: anything streamdrift reports to the user as a one-line failure."""
+    """Base class: anything streamdrift reports to the user as a one-line failure.
+
+    ``problems`` lists the problems one by one, for a log line each (the message alone
+    when there is one)."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class ConfigError(StreamdriftError):

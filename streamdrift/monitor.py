@@ -577,7 +577,7 @@ def compare_to_baseline(config: Config, baseline: Baseline,
     for reason, count in (rejected or {}).items():
         monitor.reject(reason, count)
     monitor.process_columns([current[spec.name] for spec in config.features])
-    return monitor.report()
+    return dataclasses.replace(monitor.report(), window=f"one window of {rows} rows")
 
 
 def compare_columns(

@@ -41,7 +41,7 @@ class RuleParameters:
     invalid_ratio: float = 0.01
     lag_messages: int = 100_000
     service_for: str = "5m"
-    runbook_base: str = "README.md"
+    runbook_base: str = "docs/operations/runbooks.md"
     job: str = JOB
 
 
@@ -116,7 +116,7 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
     job = params.job
     enough = "streamdrift_window_samples >= on(instance, job, feature) " \
              "streamdrift_window_min_samples"
-    # The service's own decision: KL above the threshold and significant (README).
+    # The service's own decision: KL above the threshold and significant (docs/statistics.md).
     drifted = "streamdrift_feature_drifted == 1"
     per_message = ("ignoring(feature) group_left "
                    f"rate(streamdrift_messages_total[{params.service_for}])")

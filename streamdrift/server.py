@@ -16,6 +16,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from streamdrift.errors import StreamdriftError
+
 ReadinessCheck = Callable[[], tuple[bool, str]]
 
 
@@ -36,7 +38,13 @@ class MetricsServer:
         self._server.daemon_threads = True
         if tls_certfile is not None and tls_keyfile is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(tls_certfile, tls_keyfile)
+            try:
+                context.load_cert_chain(tls_certfile, tls_keyfile)
+            except (OSError, ssl.SSLError) as error:
+                self._server.server_close()
+                raise StreamdriftError(
+                    f"metrics.tls_certfile {tls_certfile} and metrics.tls_keyfile "
+                    f"{tls_keyfile}: cannot load them ({error.strerror or error})") from None
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="metrics-http", daemon=True)

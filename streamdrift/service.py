@@ -346,9 +346,10 @@ class DriftService:
         except BaselineError as error:
             self._reloads["refused"] += 1
             self._set_status(baseline_reloads=dict(self._reloads))
-            self.log("baseline_refused", level="error", path=self.baseline_path,
-                     detail=str(error).replace("\n", " "),
-                     kept=self.monitor.baseline.content_hash())
+            kept = self.monitor.baseline.content_hash()
+            for problem in error.problems:  # one line each: a reader sees every problem
+                self.log("baseline_refused", level="error", path=self.baseline_path,
+                         problem=problem.replace("\n", " "), kept=kept)
             return
         self._reloads["loaded"] += 1
         self._set_status(baseline_reloads=dict(self._reloads))

@@ -1,4 +1,5 @@
-"""The metric contract: the table of metrics the README promises, read from the README.
+"""The metric contract: the table of metrics the documentation promises, read from
+docs/reference/metrics.md.
 
 Both the exporter's unit test and the live service's integration test hold the exposition
 to it: every documented family exists with its documented type and label names, and
@@ -15,7 +16,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
+METRICS_PAGE = REPO / "docs" / "reference" / "metrics.md"
 _HEADER = "| metric | type | labels | what |"
 _NAME = re.compile(r"`(streamdrift_[a-z_]+)`")
 
@@ -30,13 +31,13 @@ class MetricSpec:
     labels: frozenset[str] | None  # None: exposed without a sample, so no label names
 
 
-def documented_metrics(readme: Path = README) -> dict[str, MetricSpec]:
-    """Every metric of the README's table, by family name."""
-    lines = readme.read_text(encoding="utf-8").splitlines()
+def documented_metrics(page: Path = METRICS_PAGE) -> dict[str, MetricSpec]:
+    """Every metric of the page's table, by family name."""
+    lines = page.read_text(encoding="utf-8").splitlines()
     try:
         start = lines.index(_HEADER)
     except ValueError:
-        raise AssertionError(f"{readme} has no metric table headed {_HEADER!r}") from None
+        raise AssertionError(f"{page} has no metric table headed {_HEADER!r}") from None
     specs: dict[str, MetricSpec] = {}
     for line in lines[start + 2:]:
         if not line.startswith("|"):

@@ -168,6 +168,18 @@ def test_check_and_show(workspace: Path, capsys):
          "window.panes must be an integer"),
         (["replay", "--config", "{ws}/timed.yaml", "--input", "{ws}/production.jsonl"],
          "window.time_field is required"),
+        # produce checks its arguments before it reaches a broker (the config's is on
+        # 127.0.0.1:9092, where no test runs one): no topic is created for a typo.
+        (["produce", "--config", "{ws}/config.yaml", "--duration", "60"],
+         "--duration: not a duration like '15m' or '1h': '60'"),
+        (["produce", "--config", "{ws}/config.yaml", "--drift", "agee@10"],
+         "--drift names unknown feature(s): agee"),
+        (["produce", "--config", "{ws}/config.yaml", "--key-field", "id"],
+         "--key-field goes with --input"),
+        (["produce", "--config", "{ws}/config.yaml", "--input", "{ws}/production.jsonl",
+          "--drift", "age"], "--input sends a file as it is"),
+        (["produce", "--config", "{ws}/config.yaml", "--input", "{ws}/absent.jsonl"],
+         "cannot read"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_exit_2(workspace: Path, capsys, args, message):

@@ -251,3 +251,36 @@ def test_the_example_config_shows_the_defaults() -> None:
     assert config.input == InputConfig()
     assert config.metrics == MetricsConfig()
     assert config.service == ServiceConfig()
+
+
+@pytest.mark.parametrize(("document", "environ", "problem"), [
+    ({"features": [{"name": "c", "type": "categorical", "bins": 5}]}, {},
+     "features[0].bins applies to numeric features only"),
+    ({"features": [{"name": "x", "bins": 10_001}]}, {},
+     "features[0].bins must be between 1 and 10000 (got 10001)"),
+    ({"features": [{"name": "x"}], "detector": {"method": "kswin",
+                                               "params": {"stat_size": 100}}}, {},
+     "detector.params.stat_size must be smaller than window_size (100) for kswin (got 100)"),
+    ({"features": [{"name": "x"}], "detector": {"method": "kswin",
+                                               "params": {"window_size": 20}}}, {},
+     "detector.params.stat_size must be smaller than window_size (20) for kswin (got 30)"),
+    ({"features": [{"name": "x"}]}, {"STREAMDRIFT_METRICS_PORT": "--5"},
+     "metrics.port must be an integer (got '--5') (from STREAMDRIFT_METRICS_PORT)"),
+    ({"features": [{"name": "x"}]}, {"STREAMDRIFT_KAFKA_CLIENT": "java"},
+     "kafka.client must be one of kafka-python, confluent (got 'java') "
+     "(from STREAMDRIFT_KAFKA_CLIENT)"),
+])
+def test_settings_that_would_fail_later_are_refused_at_load(
+        tmp_path: Path, document: dict[str, Any], environ: dict[str, str],
+        problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(tmp_path, document, environ)
+    assert problem in str(raised.value)
+
+
+def test_the_kswin_detector_that_loads_also_builds(tmp_path: Path) -> None:
+    from streamdrift.detectors import make_detector
+
+    config = _load(tmp_path, {"features": [{"name": "x"}], "detector": {
+        "method": "kswin", "params": {"window_size": 50, "stat_size": 49}}})
+    assert make_detector(config.detector) is not None

@@ -144,6 +144,7 @@ def test_the_manifests_pass_kubernetes_validate_strict(values, kubernetes_versio
 
 @pytest.mark.parametrize(("values", "config"), [("defaults", "checkov-defaults.yaml"),
                                                 ("everything", "checkov.yaml")])
+@pytest.mark.tool
 def test_the_manifests_pass_checkov(values, config, tmp_path):
     checkov = os.environ.get("STREAMDRIFT_TEST_CHECKOV")
     if not checkov:

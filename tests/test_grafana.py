@@ -323,11 +323,13 @@ def check_rules(tmp_path: Path, exprs: list[str]) -> subprocess.CompletedProcess
                           capture_output=True, text=True, check=False)
 
 
+@pytest.mark.tool
 def test_promtool_rejects_a_bad_expression(tmp_path):
     result = check_rules(tmp_path, ["up", "sum(rate(up[5m])"])
     assert result.returncode != 0, result.stdout
 
 
+@pytest.mark.tool
 def test_every_grafana_expression_parses(tmp_path):
     queries = grafana_queries(REPO)
     result = check_rules(tmp_path, [expr for _, expr in queries])

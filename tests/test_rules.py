@@ -100,6 +100,7 @@ def _run_promtool_test(tmp_path: Path, tests: list[dict[str, Any]],
 
 # ---- the file itself ------------------------------------------------------------------------
 
+@pytest.mark.tool
 def test_shipped_rules_are_the_default_rendering_and_pass_promtool_check():
     assert SHIPPED.read_text() == render_rules(PARAMS), \
         "deploy/prometheus/streamdrift-rules.yml is stale: run streamdrift rules --output ..."
@@ -108,13 +109,17 @@ def test_shipped_rules_are_the_default_rendering_and_pass_promtool_check():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_alert_has_severity_feature_and_a_runbook_in_the_readme():
-    readme = (REPO / "README.md").read_text()
+def test_every_alert_has_severity_feature_and_a_runbook_section():
+    # The default runbook base is the page's path in the repository.
+    page, _ = alerting_rules(PARAMS)[0]["annotations"]["runbook_url"].split("#", 1)
+    assert page == "docs/operations/runbooks.md"
+    runbooks = (REPO / page).read_text()
     for rule in alerting_rules(PARAMS):
         assert {"severity", "feature"} <= set(rule["labels"])
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
         anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
-        assert f'<a id="{anchor}"></a>' in readme, f"no runbook section for {rule['alert']}"
+        assert f'<a id="{anchor}"></a>' in runbooks, f"no runbook section for {rule['alert']}"
+        assert f"`{rule['alert']}`" in runbooks, f"the runbook does not name {rule['alert']}"
 
 
 # ---- alerts -----------------------------------------------------------------------------------
@@ -244,6 +249,7 @@ def _alert_cases() -> list[dict[str, Any]]:
     return cases
 
 
+@pytest.mark.tool
 def test_each_alert_fires_where_it_should_and_only_there(tmp_path: Path):
     result = _run_promtool_test(tmp_path, _alert_cases())
     assert result.returncode == 0, result.stdout + result.stderr
@@ -256,6 +262,7 @@ def test_each_alert_fires_where_it_should_and_only_there(tmp_path: Path):
      "0 * streamdrift_window_min_samples"),
     ("StreamdriftDown", "== 0", "== 1"),
 ])
+@pytest.mark.tool
 def test_a_broken_rule_fails_the_tests(tmp_path: Path, alert: str, broken: str, fixed: str):
     document = yaml.safe_load(SHIPPED.read_text())
     rules = [rule for group in document["groups"] for rule in group["rules"]
@@ -338,6 +345,7 @@ def _fleet_case(rng: np.random.Generator, event: str
 
 
 @pytest.mark.parametrize("event", ["none", "reset", "replica_dies"])
+@pytest.mark.tool
 def test_fleet_kl_equals_the_python_computation_on_the_same_counts(tmp_path: Path,
                                                                    event: str):
     series, expected = _fleet_case(np.random.default_rng(7), event)
@@ -362,6 +370,7 @@ def test_fleet_kl_equals_the_python_computation_on_the_same_counts(tmp_path: Pat
 
 
 @pytest.mark.parametrize("reference_samples", [5000, 0])
+@pytest.mark.tool
 def test_fleet_drift_alert_needs_the_kl_above_its_threshold_and_significant(
         tmp_path: Path, reference_samples: int):
     """Feature a's critical G is an ordinary one; b's is out of reach, so b's KL, above its
@@ -398,6 +407,7 @@ def test_fleet_drift_alert_needs_the_kl_above_its_threshold_and_significant(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.tool
 def test_value_conditions_hold_exactly_where_the_alerts_fire(tmp_path: Path):
     """The Grafana form of each alert (a value and a threshold) against the same cases."""
     conditions = value_conditions(PARAMS)

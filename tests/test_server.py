@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from streamdrift.errors import StreamdriftError
 from streamdrift.server import MetricsServer
 
 
@@ -61,3 +62,13 @@ def test_tls(tmp_path: Path, registry: CollectorRegistry):
         assert "things_total" in body
     finally:
         server.close()
+
+
+def test_a_certificate_that_cannot_be_loaded_is_named(tmp_path: Path,
+                                                     registry: CollectorRegistry):
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    for certificate in (tmp_path / "absent.pem", tmp_path / "cert.pem"):
+        with pytest.raises(StreamdriftError, match=r"metrics.tls_certfile .* cannot load"):
+            MetricsServer(registry, lambda: (True, "ready"), "127.0.0.1", 0, certificate,
+                          tmp_path / "key.pem")

@@ -42,7 +42,9 @@ def replay(args: argparse.Namespace) -> int:
     found = replay_file(config, args.baseline or config.baseline.path, args.input,
                         max(1, args.batch_size))
     print(render_report(found.report))
-    print(_refused(found, args.input))
+    refused = _refused(found, args.input)
+    if refused:
+        print(refused)
     print(render_first_flags(found.timeline))
     if args.report:
         write_json(args.report, found.report.to_json())
@@ -99,7 +101,9 @@ def report(args: argparse.Namespace) -> int:
                                         source=f"{args.input} replayed",
                                         timeline=found.timeline))
     print(render_report(found.report))
-    print(_refused(found, args.input))
+    refused = _refused(found, args.input)
+    if refused:
+        print(refused)
     print(render_first_flags(found.timeline))
     print(f"\nwrote {args.output}")
     return 0

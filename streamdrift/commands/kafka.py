@@ -62,6 +62,8 @@ def produce(args: argparse.Namespace) -> int:
     topic = args.topic or config.kafka.topic
     if topic is None:
         raise ConfigError("--topic is required when the config subscribes to a topic_pattern")
+    # Every argument is checked before anything reaches the broker (a topic created for a
+    # run that then stops on a typo would be left behind).
     batches = (_recorded_batches(args, config) if args.input is not None
                else _synthetic_batches(args, config))
     try:
@@ -102,9 +104,24 @@ def _chunk(rate: float) -> int:
 
 def _synthetic_batches(args: argparse.Namespace, config: Config) -> Iterator[Batch]:
     """Messages drawn from the baseline (every feature from its bins and categories), or
-    from the demo's laws when there is no baseline, with the asked-for drifts."""
+    from the demo's laws when there is no baseline, with the asked-for drifts. The
+    arguments are checked here, the messages drawn as the iterator is read."""
     from streamdrift.baseline import load_baseline
     from streamdrift.synthetic import SyntheticStream
+
+    for name, given in (("--key-field", args.key_field),
+                        ("--timestamp-field", args.timestamp_field),
+                        ("--timestamp-unit", args.timestamp_unit)):
+        if given is not None:
+            raise ConfigError(f"{name} goes with --input (a recorded file's fields)")
+    duration_s = None
+    if args.duration is not None:
+        try:
+            duration_s = parse_duration_s(args.duration)
+        except ValueError as error:
+            raise ConfigError(f"--duration: {error}") from None
+    if args.count is not None and args.count < 0:
+        raise ConfigError(f"--count must be 0 or more (got {args.count})")
 
     baseline_path: Path = args.baseline or config.baseline.path
     baseline = load_baseline(baseline_path) if (args.baseline or baseline_path.exists()) \
@@ -124,35 +141,47 @@ def _synthetic_batches(args: argparse.Namespace, config: Config) -> Iterator[Bat
     source = f"baseline {baseline_path}" if baseline is not None else "the demo's laws"
     print(f"drawing every feature from {source}"
           + (f"; drifting {', '.join(sorted(drifts))}" if drifts else ""))
-    limit = args.count
-    deadline = None if args.duration is None else time.monotonic() + parse_duration_s(
-        args.duration)
-    sent = 0
-    while (limit is None or sent < limit) and (deadline is None
-                                               or time.monotonic() < deadline):
-        size = _chunk(args.rate) if limit is None else min(_chunk(args.rate), limit - sent)
-        now = time.time()
-        payloads = []
-        for message in stream.messages(size, drifts, offset=sent):
-            _stamp(message, config, now)
-            payloads.append(json.dumps(message).encode())
-        yield payloads, None, None
-        sent += size
+
+    def draw() -> Iterator[Batch]:
+        limit = args.count
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        sent = 0
+        while (limit is None or sent < limit) and (deadline is None
+                                                   or time.monotonic() < deadline):
+            size = _chunk(args.rate) if limit is None else min(_chunk(args.rate), limit - sent)
+            now = time.time()
+            payloads = []
+            for message in stream.messages(size, drifts, offset=sent):
+                _stamp(message, config, now)
+                payloads.append(json.dumps(message).encode())
+            yield payloads, None, None
+            sent += size
+
+    return draw()
 
 
 def _recorded_batches(args: argparse.Namespace, config: Config) -> Iterator[Batch]:
     """The lines of a JSONL file as they are, with a key and a timestamp per message taken
-    from fields of it when asked (``--key-field``, ``--timestamp-field``)."""
-    from streamdrift.sources.file import iter_jsonl_lines
-
-    if args.drift or args.count is not None or args.duration is not None:
-        raise ConfigError("--input sends a file as it is: --drift, --count and --duration "
-                          "go with synthetic messages")
+    from fields of it when asked (``--key-field``, ``--timestamp-field``). The arguments are
+    checked here, the file read as the iterator is."""
+    if args.drift or args.count is not None or args.duration is not None or args.unseen:
+        raise ConfigError("--input sends a file as it is: --drift, --unseen, --count and "
+                          "--duration go with synthetic messages")
     key_path = None if args.key_field is None else split_path(args.key_field)
     time_path = None if args.timestamp_field is None else split_path(args.timestamp_field)
     unit = args.timestamp_unit or config.window.time_unit
     input_path: Path = args.input
-    for numbers, payloads in iter_jsonl_lines(input_path, _chunk(args.rate)):
+    if not input_path.is_file():
+        raise InputError(f"cannot read {input_path}: no such file")
+    return _read_recorded(input_path, key_path, time_path, unit, args.rate)
+
+
+def _read_recorded(input_path: Path, key_path: tuple[str, ...] | None,
+                   time_path: tuple[str, ...] | None, unit: str,
+                   rate: float) -> Iterator[Batch]:
+    from streamdrift.sources.file import iter_jsonl_lines
+
+    for numbers, payloads in iter_jsonl_lines(input_path, _chunk(rate)):
         keys: list[bytes | None] | None = None
         timestamps: list[int | None] | None = None
         if key_path is not None or time_path is not None:

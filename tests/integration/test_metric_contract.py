@@ -1,6 +1,7 @@
-"""The metric contract on a live service: what the README's metric table promises is what
-``/metrics`` serves, after a stream that has everything (late, missing, invalid and
-drifting values, refused messages) and is longer than the window."""
+"""The metric contract on a live service: what the metric table of
+docs/reference/metrics.md promises is what ``/metrics`` serves, after a stream that has
+everything (late, missing, invalid and drifting values, refused messages) and is longer
+than the window."""
 
 from __future__ import annotations
 

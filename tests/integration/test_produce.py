@@ -4,6 +4,7 @@ against the real broker."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from scipy import stats
 from streamdrift.baseline import load_baseline
 from streamdrift.cli import main as cli_main
 from streamdrift.features import categorical_column, numeric_column
+from tests.conftest import REPO
 from tests.integration.conftest import (
     ServiceFactory,
     consume_all,
@@ -218,3 +220,48 @@ def test_unseen_categories_only_when_asked(tmp_path: Path, bootstrap: str,
     assert set(before) == set(COUNTRIES)
     unseen = sum(count for country, count in after.items() if country not in COUNTRIES)
     assert 300 <= unseen <= 500  # 40 % of 1000
+
+
+def test_the_readme_worked_example_on_a_live_topic(
+        tmp_path: Path, bootstrap: str, kafka_admin: Any, service_factory: ServiceFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's second half as a user runs it: the service started first on a topic
+    that does not exist yet, then the recorded messages sent at 300 a second; the two
+    drifted features show on /metrics."""
+    example = REPO / "docs" / "examples" / "churn"
+    for name in ("churn.yaml", "train.csv", "recent.jsonl"):
+        shutil.copy(example / name, tmp_path / name)
+    topic = f"churn-features-{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    # Only what the README's broker and ports would differ by here.
+    settings = {"STREAMDRIFT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "STREAMDRIFT_KAFKA_TOPIC": topic, "STREAMDRIFT_KAFKA_GROUP_ID": topic,
+                "STREAMDRIFT_METRICS_PORT": str(port)}
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert cli_main(["baseline", "build", "--config", "churn.yaml", "--input",
+                         "train.csv"]) == 0
+        service = service_factory(tmp_path / "churn.yaml", port, env=settings)
+        service.wait_until(lambda: "event=topic_missing" in service.log_text(), 60,
+                           what="topic_missing")
+        assert cli_main(["produce", "--config", "churn.yaml", "--input", "recent.jsonl",
+                         "--rate", "300", "--key-field", "customer.id", "--timestamp-field",
+                         "ts", "--timestamp-unit", "ms"]) == 0
+        wait_counted(service, 3000)
+
+        def flags() -> dict[str, float | None]:
+            return {name: service.value("streamdrift_feature_drifted", feature=name)
+                    for name in ("country", "contract", "tenure_months", "monthly_charges",
+                                 "support_calls")}
+
+        service.wait_until(lambda: flags() == {"country": 0, "contract": 1,
+                                               "tenure_months": 0, "monthly_charges": 1,
+                                               "support_calls": 0}, 30,
+                           what="contract and monthly_charges drifted, nothing else")
+        log = service.log_text()
+        assert "event=drift_started feature=monthly_charges" in log
+        assert "event=drift_started feature=contract" in log
+    finally:
+        kafka_admin.delete_topics([topic])

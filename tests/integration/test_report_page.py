@@ -26,19 +26,21 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--enable-logging=stderr", "--v=0"]
 
 
-def render(page: Path, screenshot: Path, profile: Path, width: int = 1280,
+def render(page: Path | str, screenshot: Path, profile: Path, width: int = 1280,
            height: int = 1400) -> tuple[str, list[str]]:
-    """Load ``page`` in headless Chromium: (the DOM after load, the console messages)."""
+    """Load ``page`` (a file, or a URL) in headless Chromium: (the DOM after load, the
+    console messages)."""
+    address = page if isinstance(page, str) else page.as_uri()
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: tests/run installs Debian's chromium",
                     pytrace=False)
     common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
               f"--window-size={width},{height}"]
-    shot = subprocess.run([*common, f"--screenshot={screenshot}", page.as_uri()],
+    shot = subprocess.run([*common, f"--screenshot={screenshot}", address],
                           capture_output=True, text=True, timeout=120, check=False)
     assert shot.returncode == 0, shot.stderr[-3000:]
-    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True,
+    dom = subprocess.run([*common, "--dump-dom", address], capture_output=True,
                          text=True, timeout=120, check=False)
     assert dom.returncode == 0, dom.stderr[-3000:]
     console = [line for line in (shot.stderr + dom.stderr).splitlines()

@@ -277,13 +277,21 @@ def test_a_new_baseline_is_taken_on_sighup_and_a_bad_one_refused(
     first = baseline_hash()
     baseline_path = tmp_path / "baseline.json"
     good = baseline_path.read_text()
-    baseline_path.write_text(good.replace('"format": "streamdrift.baseline/v1"',
-                                          '"format": "nonsense"'))
+    broken = json.loads(good)
+    broken["format"] = "nonsense"
+    broken["smoothing"] = -1
+    baseline_path.write_text(json.dumps(broken))
     service.send_signal(signal.SIGHUP)
     service.wait_until(lambda: service.value("streamdrift_baseline_reloads_total",
                                              result="refused") == 1, 20, what="a refusal")
     assert baseline_hash() == first
-    assert "baseline_refused" in service.log_text()
+    # One line per problem, each naming it and the baseline kept.
+    refusals = [line for line in service.log_text().splitlines()
+                if "event=baseline_refused" in line]
+    assert len(refusals) == 2, refusals
+    assert "problem=\"format must be" in refusals[0]
+    assert "problem=\"smoothing must be a number > 0 (got -1)\"" in refusals[1]
+    assert all(f"kept={first}" in line for line in refusals)
 
     # New bins (10 instead of 20): the window is read again under them, not lost.
     document = json.loads(good)
