@@ -226,7 +226,7 @@ def test_the_readme_worked_example_on_a_live_topic(
         tmp_path: Path, bootstrap: str, kafka_admin: Any, service_factory: ServiceFactory,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's second half as a user runs it: the service started first on a topic
-    that does not exist yet, then the recorded messages sent at 300 a second; the two
+    that does not exist yet, then the recorded messages sent at 100 a second; the two
     drifted features show on /metrics."""
     example = REPO / "docs" / "examples" / "churn"
     for name in ("churn.yaml", "train.csv", "recent.jsonl"):
@@ -247,7 +247,7 @@ def test_the_readme_worked_example_on_a_live_topic(
         service.wait_until(lambda: "event=topic_missing" in service.log_text(), 60,
                            what="topic_missing")
         assert cli_main(["produce", "--config", "churn.yaml", "--input", "recent.jsonl",
-                         "--rate", "300", "--key-field", "customer.id", "--timestamp-field",
+                         "--rate", "100", "--key-field", "customer.id", "--timestamp-field",
                          "ts", "--timestamp-unit", "ms"]) == 0
         wait_counted(service, 3000)
 
