@@ -132,7 +132,7 @@ def test_incremental_kl_equals_batch_kl_at_every_step(data):
 
 
 @pytest.mark.slow
-def test_incremental_kl_stays_exact_after_a_million_pane_rotations():
+def test_incremental_kl_stays_exact_after_300_000_pane_rotations():
     rng = np.random.default_rng(2024)
     n_bins = [20, 5]
     layout = SlotLayout.from_bins(n_bins)
@@ -145,7 +145,7 @@ def test_incremental_kl_stays_exact_after_a_million_pane_rotations():
     histogram = WindowedHistogram(layout.n_slots, n_panes)
     kl = IncrementalKL(layout, np.log(q_by_slot))
     histogram.window_listeners.append(kl.on_change)
-    rotations = 1_000_000
+    rotations = 300_000
     skewed = np.linspace(1, 5, 20) / np.linspace(1, 5, 20).sum()
     first = rng.choice(20, size=rotations, p=skewed)
     second = rng.choice(5, size=rotations) + 22
