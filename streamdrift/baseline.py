@@ -39,6 +39,8 @@ BASELINE_FORMAT = "streamdrift.baseline/v1"
 DEFAULT_SMOOTHING = 0.5
 # Probabilities written by hand or by another tool may be rounded; beyond this they are wrong.
 _PROBABILITY_SUM_TOLERANCE = 1e-6
+# The most reference values a baseline can count (numpy's int64).
+_MAX_COUNT = 2**63 - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -366,10 +368,16 @@ def load_baseline(path: Path) -> Baseline:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise BaselineError(f"cannot read baseline {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise BaselineError(f"baseline {path} is not UTF-8 text (byte {error.start + 1} is "
+                            f"{error.object[error.start:error.start + 1]!r})") from None
     try:
         document = json.loads(text)
     except ValueError as error:
         raise BaselineError(f"baseline {path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BaselineError(f"baseline {path} is nested too deeply to be a baseline (hundreds "
+                            "of levels)") from None
     return parse_baseline(document, str(path))
 
 
@@ -407,7 +415,17 @@ def parse_baseline(document: object, where: str) -> Baseline:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (an integer too large for a float is not one).
+
+    >>> _is_number(0.5), _is_number(True), _is_number(float("inf")), _is_number(10**400)
+    (True, False, False, False)
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
 
 
 def _is_count(value: object) -> bool:
@@ -472,6 +490,8 @@ def _parse_feature(name: str, raw: object, problems: list[str]) -> FeatureBaseli
         fault("counts must be a list of non-negative integers")
     elif len(counts) != len(probabilities):
         fault(f"counts must have one entry per probability (got {len(counts)})")
+    elif sum(counts) > _MAX_COUNT:  # they are summed as int64
+        fault("counts must sum to at most 2**63 - 1")
     for key in ("missing", "invalid"):
         if not _is_count(raw.get(key, 0)):
             fault(f"{key} must be a non-negative integer (got {raw.get(key)!r})")

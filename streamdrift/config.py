@@ -17,11 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
 
 from streamdrift.errors import ConfigError, join_problems
+
+if TYPE_CHECKING:
+    import ssl
 
 FeatureType = Literal["numeric", "categorical"]
 DetectorMethod = Literal["adwin", "page_hinkley", "kswin", "none"]
@@ -41,6 +44,7 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
     "STREAMDRIFT_KAFKA_CLIENT": ("kafka", "client"),
     "STREAMDRIFT_METRICS_PORT": ("metrics", "port"),
     "STREAMDRIFT_METRICS_BIND_ADDRESS": ("metrics", "bind_address"),
+    "STREAMDRIFT_METRICS_WEB_CONFIG_FILE": ("metrics", "web_config_file"),
     "STREAMDRIFT_BASELINE_PATH": ("baseline", "path"),
 }
 SASL_PASSWORD_ENV = "STREAMDRIFT_KAFKA_SASL_PASSWORD"
@@ -55,6 +59,8 @@ _FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 # The most bins a numeric feature may have (baseline.bins, or a feature's own).
 MAX_BINS = 10_000
 _INTEGER_TEXT = re.compile(r"^\s*-?\d+\s*$")
+# Key names whose values are never echoed in an error, even where the key is unknown.
+_SECRET_LIKE = re.compile(r"pass|pasw|pwd|secret|token|credential", re.IGNORECASE)
 
 
 class Secret:
@@ -189,12 +195,66 @@ class InputConfig:
     missing_values: tuple[str | float, ...] | None = None
 
 
+ClientAuthType = Literal["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"]
+TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+# The names of the exporter-toolkit format, and the ssl.TLSVersion member of each.
+_TLS_VERSIONS = {"TLS10": "TLSv1", "TLS11": "TLSv1_1", "TLS12": "TLSv1_2", "TLS13": "TLSv1_3"}
+# A bcrypt hash as htpasswd -B, Go's x/crypto/bcrypt and the bcrypt package write it: a
+# version, a cost from 4 to 31, then 22 characters of salt (16 bytes: the last character
+# carries 2 bits, so it is one of . O e u) and 31 of digest.
+_BCRYPT_HASH = re.compile(
+    r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{31}$")
+
+
+@dataclass(frozen=True)
+class WebTLSConfig:
+    """``tls_server_config`` of a web-config file, its paths resolved against the file's
+    folder."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    client_auth_type: ClientAuthType = "NoClientCert"
+    min_version: TLSVersionName = "TLS12"
+    max_version: TLSVersionName = "TLS13"
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server-side TLS context with the certificate loaded; raises ``OSError`` or
+        ``ssl.SSLError`` when a file cannot be read or does not fit."""
+        import ssl  # here: loading it costs every command 10 ms at start
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion[_TLS_VERSIONS[self.min_version]]
+        context.maximum_version = ssl.TLSVersion[_TLS_VERSIONS[self.max_version]]
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file is not None:
+            context.load_verify_locations(cafile=self.client_ca_file)
+        context.verify_mode = {"NoClientCert": ssl.CERT_NONE,
+                               "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+                               "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+                               }[self.client_auth_type]
+        return context
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """A web-config file in the Prometheus exporter-toolkit format: TLS for the metrics
+    server, and the users of basic authentication with their bcrypt hashes (never shown)."""
+
+    path: Path
+    tls: WebTLSConfig | None = None
+    basic_auth_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     port: int = 9108
     bind_address: str = "0.0.0.0"
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    web_config_file: Path | None = None
+    # What web_config_file holds, read and checked at load.
+    web_config: WebConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +356,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         text = config_path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {config_path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {config_path} is not UTF-8 text (byte {error.start + 1} "
+                          f"is {error.object[error.start:error.start + 1]!r})") from None
     raw = read_yaml(text, config_path)
     return parse_config(raw, base_dir=config_path.resolve().parent, environ=environ,
                         source=config_path)
@@ -303,9 +366,20 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key repeated in one mapping is an error rather than
-    the last value silently winning."""
+    the last value silently winning, and that a value Python cannot make (``2024-02-30``,
+    ``!!int ten``) is an error at its place rather than Python's exception."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as error:
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this as {kind} ({error})", node.start_mark) from None
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # e.g. !!set on a scalar: the base says so
+            return super().construct_mapping(node, deep)  # type: ignore[arg-type]
         first_seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -325,7 +399,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def read_yaml(text: str, path: Path) -> object:
     """The YAML document in ``text``; a syntax error or a repeated key is a ``ConfigError``
-    that names ``path``, the line and the column (``config.yaml:7:3: ...``)."""
+    that names ``path``, the line and the column (``config.yaml:7:3: ...``), and so is a
+    document nested too deeply to read."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.MarkedYAMLError as error:
@@ -338,6 +413,9 @@ def read_yaml(text: str, path: Path) -> object:
         raise ConfigError(f"{where}: {problem}{context}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    except RecursionError:  # PyYAML builds nested collections by recursion
+        raise ConfigError(f"{path} is nested too deeply to be a config (hundreds of "
+                          "levels)") from None
 
 
 def parse_config(
@@ -502,7 +580,15 @@ class _Section:
 
     def reject_unknown(self) -> None:
         for name in sorted(set(self.mapping) - self.seen, key=str):
-            self.report(name, "is not a known key", self.mapping[name])
+            value = self.mapping[name]
+            if _SECRET_LIKE.search(str(name)):
+                # A misspelt sasl_password, say: the value may be the password itself.
+                self.problems.append(f"{self.key(name)} is not a known key (value hidden)")
+            elif isinstance(value, Mapping | list):
+                # A misspelt section, whose keys are named one by one when it is spelt right.
+                self.problems.append(f"{self.key(name)} is not a known key")
+            else:
+                self.report(name, "is not a known key", value)
 
 
 def resolve_path(value: str | Path, base_dir: Path) -> Path:
@@ -555,6 +641,8 @@ def _parse_kafka(
         except OSError as error:
             problems.append(f"kafka.sasl_password_file cannot be read: {password_file} "
                             f"({error.strerror})")
+        except UnicodeDecodeError:
+            problems.append(f"kafka.sasl_password_file is not UTF-8 text: {password_file}")
     protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
     protocol = section.choice("security_protocol", defaults.security_protocol, protocols)
@@ -774,17 +862,203 @@ def _parse_input(section: _Section) -> InputConfig:
 
 def _parse_metrics(section: _Section, base_dir: Path) -> MetricsConfig:
     defaults = MetricsConfig()
+    web_config_file = section.optional_path("web_config_file", base_dir)
     metrics = MetricsConfig(
         port=section.integer("port", defaults.port, 0, 65535),
         bind_address=section.text("bind_address", defaults.bind_address),
         tls_certfile=section.optional_path("tls_certfile", base_dir),
         tls_keyfile=section.optional_path("tls_keyfile", base_dir),
+        web_config_file=web_config_file,
+        web_config=None if web_config_file is None else load_web_config(
+            web_config_file, section.problems, "metrics.web_config_file "),
     )
     if (metrics.tls_certfile is None) != (metrics.tls_keyfile is None):
         section.report("tls_keyfile", "must be set together with metrics.tls_certfile",
                        metrics.tls_keyfile)
+    if web_config_file is not None and metrics.tls_certfile is not None:
+        section.report("tls_certfile", "cannot be set together with metrics.web_config_file "
+                       "(set TLS in its tls_server_config)", metrics.tls_certfile)
     section.reject_unknown()
     return metrics
+
+
+_WEB_CONFIG_KEYS = ("tls_server_config", "basic_auth_users")
+_WEB_TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version",
+                 "max_version")
+# Keys of the exporter-toolkit format that streamdrift does not implement: refused by name,
+# so that a file written for another exporter never loses a setting silently.
+_WEB_UNSUPPORTED = {
+    "http_server_config": "streamdrift serves HTTP/1.1 with its own headers",
+    "rate_limit": "put a rate limit in front of the server if you need one",
+    "tls_server_config.cert": "name a file in tls_server_config.cert_file",
+    "tls_server_config.key": "name a file in tls_server_config.key_file",
+    "tls_server_config.client_ca": "name a file in tls_server_config.client_ca_file",
+    "tls_server_config.cipher_suites": "the TLS library's defaults are used",
+    "tls_server_config.curve_preferences": "the TLS library's defaults are used",
+    "tls_server_config.prefer_server_cipher_suites": "the TLS library's defaults are used",
+    "tls_server_config.client_allowed_sans": "any certificate signed by client_ca_file is "
+                                             "accepted",
+}
+_CLIENT_AUTH_TYPES = ("NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+_CLIENT_AUTH_UNSUPPORTED = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+
+
+def load_web_config(path: Path, problems: list[str] | None = None,
+                    prefix: str = "") -> WebConfig | None:
+    """Read and check a web-config file (Prometheus exporter-toolkit format).
+
+    Problems are appended to ``problems``, each as ``{prefix}{path}: {key} {rule}``, and
+    the result is None if there were any; without a ``problems`` list they are raised as
+    one ``ConfigError``. Values are never echoed: a password hash, or a password written
+    where its hash belongs, stays out of every message.
+    """
+    found: list[str] = []
+    web_config = _read_web_config(path, found)
+    if problems is None:
+        if found:
+            raise ConfigError(join_problems(f"invalid web config {path}:", found),
+                              tuple(f"{path}: {problem}" for problem in found))
+        return web_config
+    problems.extend(f"{prefix}{path}: {problem}" for problem in found)
+    return None if found else web_config
+
+
+def _read_web_config(path: Path, problems: list[str]) -> WebConfig | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        problems.append(f"cannot be read ({error.strerror})")
+        return None
+    except UnicodeDecodeError:
+        problems.append("is not UTF-8 text")
+        return None
+    try:
+        raw = read_yaml(text, path)
+    except ConfigError as error:
+        problems.append(f"is not valid YAML ({str(error).removeprefix(f'{path}:').strip()})")
+        return None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"must be a mapping of tls_server_config and basic_auth_users "
+                        f"(got a {type(raw).__name__})")
+        return None
+    _refuse_unknown_web_keys(raw, "", _WEB_CONFIG_KEYS, problems)
+    tls = _parse_web_tls(raw.get("tls_server_config"), path.parent, problems)
+    users = _parse_web_users(raw.get("basic_auth_users"), problems)
+    return WebConfig(path=path, tls=tls, basic_auth_users=users)
+
+
+def _refuse_unknown_web_keys(mapping: Mapping[Any, Any], parent: str, known: tuple[str, ...],
+                             problems: list[str]) -> None:
+    for key in sorted(set(mapping) - set(known), key=str):
+        name = f"{parent}{key}"
+        reason = _WEB_UNSUPPORTED.get(name)
+        if reason is not None:
+            problems.append(f"{name} is not supported by streamdrift ({reason})")
+        else:
+            problems.append(f"{name} is not a known key (known: {', '.join(known)})")
+
+
+def _parse_web_tls(raw: object, base_dir: Path, problems: list[str]) -> WebTLSConfig | None:
+    import ssl  # only when there is a web-config file: see WebTLSConfig.server_context
+
+    if raw is None or raw == {}:  # as in Prometheus' exporters: no TLS settings, no TLS
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(f"tls_server_config must be a mapping (got a {type(raw).__name__})")
+        return None
+    _refuse_unknown_web_keys(raw, "tls_server_config.", _WEB_TLS_KEYS, problems)
+    before = len(problems)
+
+    def path_of(key: str, required: bool) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                problems.append(f"tls_server_config.{key} is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"tls_server_config.{key} must be a file name")
+            return None
+        path = resolve_path(value, base_dir)
+        if not path.is_file():
+            problems.append(f"tls_server_config.{key} {path} is not a readable file")
+        return path
+
+    def choice(key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = raw.get(key, default)
+        if value not in choices:
+            problems.append(f"tls_server_config.{key} must be one of {', '.join(choices)} "
+                            f"(got {value!r})")
+            return default
+        return str(value)
+
+    cert_file = path_of("cert_file", required=True)
+    key_file = path_of("key_file", required=True)
+    client_ca_file = path_of("client_ca_file", required=False)
+    client_auth_type = raw.get("client_auth_type", "NoClientCert")
+    if client_auth_type in _CLIENT_AUTH_UNSUPPORTED:
+        problems.append(f"tls_server_config.client_auth_type {client_auth_type} is not "
+                        "supported by streamdrift (a client certificate is always verified "
+                        "when one is asked for): use RequireAndVerifyClientCert or "
+                        "VerifyClientCertIfGiven, with client_ca_file")
+        client_auth_type = "NoClientCert"
+    else:
+        client_auth_type = choice("client_auth_type", "NoClientCert", _CLIENT_AUTH_TYPES)
+    if client_auth_type == "NoClientCert" and raw.get("client_ca_file") is not None:
+        problems.append("tls_server_config.client_ca_file is set but client_auth_type is "
+                        "NoClientCert: set client_auth_type to RequireAndVerifyClientCert")
+    if client_auth_type != "NoClientCert" and raw.get("client_ca_file") is None:
+        problems.append(f"tls_server_config.client_ca_file is required with client_auth_type "
+                        f"{client_auth_type}: the CA that signs the clients' certificates")
+    versions = tuple(_TLS_VERSIONS)
+    min_version = choice("min_version", "TLS12", versions)
+    max_version = choice("max_version", "TLS13", versions)
+    if versions.index(min_version) > versions.index(max_version):
+        problems.append(f"tls_server_config.min_version {min_version} is above max_version "
+                        f"{max_version}")
+    if len(problems) > before or cert_file is None or key_file is None:
+        return None
+    tls = WebTLSConfig(
+        cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file,
+        client_auth_type=cast(ClientAuthType, client_auth_type),
+        min_version=cast(TLSVersionName, min_version),
+        max_version=cast(TLSVersionName, max_version))
+    try:
+        tls.server_context()
+    except ssl.SSLError as error:
+        files = f"cert_file {cert_file}, key_file {key_file}"
+        if client_ca_file is not None:
+            files += f", client_ca_file {client_ca_file}"
+        problems.append(f"tls_server_config: cannot load {files} ({error.reason or error})")
+        return None
+    except OSError as error:
+        problems.append(f"tls_server_config: cannot read its files ({error.strerror or error})")
+        return None
+    return tls
+
+
+def _parse_web_users(raw: object, problems: list[str]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems.append("basic_auth_users must be a mapping of user names to bcrypt hashes "
+                        "(value hidden)")
+        return {}
+    users: dict[str, str] = {}
+    for name, hashed in raw.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"basic_auth_users: the user name {name!r} must be a non-empty "
+                            "string")
+        elif ":" in name:
+            problems.append(f"basic_auth_users.{name} cannot log in: a user name with ':' "
+                            "cannot be sent in basic authentication")
+        elif not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
+            problems.append(f"basic_auth_users.{name} must be a bcrypt hash such as "
+                            "$2y$10$ followed by 53 characters, not a password (value hidden)")
+        else:
+            users[name] = hashed
+    return users
 
 
 def _parse_service(section: _Section) -> ServiceConfig:

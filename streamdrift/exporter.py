@@ -39,6 +39,8 @@ class ServiceStatus:
     # The configured topic, while the brokers say it does not exist.
     missing_topic: str | None = None
     dead_letters: int = 0
+    # Messages counted on partitions that moved away before their offsets were committed.
+    handed_over_uncommitted: int = 0
     baseline_reloads: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -192,9 +194,22 @@ def _service_metrics(snapshot: Snapshot) -> Iterator[Metric]:
                                "Rejected messages produced to the dead-letter topic")
     dead.add_metric([], status.dead_letters)
     yield dead
+    handed = CounterMetricFamily(
+        "streamdrift_handed_over_uncommitted_messages",
+        "Messages counted on partitions that moved to another member before their offsets "
+        "were committed: that member counts them again")
+    handed.add_metric([], status.handed_over_uncommitted)
+    yield handed
     window = GaugeMetricFamily("streamdrift_window_messages", "Messages in the window")
     window.add_metric([], report.window_messages)
     yield window
+    by_partition = GaugeMetricFamily("streamdrift_window_partition_messages",
+                                     "Messages of each partition held in the window",
+                                     labels=["topic", "partition"])
+    for key, value in sorted(report.partition_messages.items(), key=str):
+        if isinstance(key, tuple) and len(key) == 2:
+            by_partition.add_metric([str(key[0]), str(key[1])], value)
+    yield by_partition
     lag = GaugeMetricFamily("streamdrift_consumer_lag",
                             "Messages in the partition not yet consumed",
                             labels=["topic", "partition"])

@@ -69,16 +69,24 @@ class TypedRows:
     def __len__(self) -> int:
         return len(self.numeric)
 
-    def columns(self) -> list[FeatureColumn]:
+    def columns(self, specs: Sequence[FeatureSpec] = ()) -> list[FeatureColumn]:
         """The same values as one ``FeatureColumn`` per feature, in configured order, made
-        by the general path's own column builders."""
+        by the general path's own column builders. Given the features' ``specs``, the values
+        they name as missing (``missing_values``) are marked missing too, as
+        ``extract_column`` marks them: the rows themselves hold them as ordinary values."""
         columns: dict[int, FeatureColumn] = {}
         for column_index, feature in enumerate(self.numeric_features):
             columns[feature] = numeric_column(self.numeric[:, column_index].tolist())
         for categories, feature in zip(self.categories, self.categorical_features,
                                        strict=True):
             columns[feature] = categorical_column(categories)
-        return [columns[feature] for feature in sorted(columns)]
+        ordered = [columns[feature] for feature in sorted(columns)]
+        if not specs:
+            return ordered
+        # A typed value is a number, a text or None: the column's own values are the raw ones
+        # as far as missing values go (no text in a numeric column to compare with tokens).
+        return [mark_missing_values(spec, column, column.values) if spec.missing_tokens
+                else column for spec, column in zip(specs, ordered, strict=True)]
 
 
 def lookup(message: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -211,8 +219,8 @@ def missing_numbers(spec: FeatureSpec) -> tuple[float, ...]:
     return tuple(float(token) for token in spec.missing_tokens if not isinstance(token, str))
 
 
-def mark_missing_values(spec: FeatureSpec, column: FeatureColumn, values: Sequence[Any]
-                        ) -> FeatureColumn:
+def mark_missing_values(spec: FeatureSpec, column: FeatureColumn,
+                        values: Sequence[Any] | npt.NDArray[Any]) -> FeatureColumn:
     """``column`` with the values ``spec.missing_tokens`` names marked missing: for a
     categorical feature those categories; for a numeric one, text equal to one of its text
     tokens (case and surrounding spaces ignored) and numbers equal to one of its numbers.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -50,9 +50,13 @@ from streamdrift.features import (
     table_columns,
 )
 from streamdrift.schema import DecodedColumns, MessageSchema
-from streamdrift.sketch import SlotLayout, WindowedHistogram
+from streamdrift.sketch import PartitionedWindow, SlotLayout
 
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
+# Where each message of a batch came from: (partition, index of its first message) per run
+# of consecutive messages of one partition, in order. A partition is any hashable key, the
+# service's (topic, partition); None for a stream that has no partitions.
+PartitionRuns = Sequence[tuple[Hashable, int]]
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class DriftReport:
     baseline_hash: str
     baseline_created_at: str
     features: Mapping[str, FeatureReport]
+    # Messages in the window per partition held (empty for a stream without partitions).
+    partition_messages: Mapping[Hashable, int] = field(default_factory=dict)
     created_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -229,10 +235,18 @@ class DriftMonitor:
         self.layout = SlotLayout.from_bins([f.n_bins for f in self._feature_baselines])
 
         window = config.window
+        # Count windows: every pane of the window is ``_pane_length`` messages of one
+        # partition, and the change detectors see the window every ``_sample_every``
+        # messages of the consumer (set_partition_count divides the window between the
+        # topic's partitions).
         self._pane_length = None if window.size is None else window.size // window.panes
+        self._sample_every = self._pane_length
+        self.partition_count = 1
         self._pane_duration_s = (None if window.duration_s is None
                                  else window.duration_s / window.panes)
-        self.histogram = WindowedHistogram(self.layout.n_slots, window.panes)
+        self.histogram = PartitionedWindow(self.layout.n_slots, window.panes,
+                                           shared_clock=window.is_event_time)
+        self._accepted_by_partition: dict[Hashable, int] = {}
         self._binner = SlotBinner(self._feature_baselines, self.layout, self.specs)
         self._q, self.kl = self._comparison(self._feature_baselines)
         self.histogram.window_listeners.append(self.kl.on_change)
@@ -268,11 +282,13 @@ class DriftMonitor:
         self,
         payloads: Sequence[bytes | None],
         record_timestamps_s: Sequence[float] | npt.NDArray[np.float64] | None = None,
+        partitions: PartitionRuns = ((None, 0),),
     ) -> list[tuple[int, str]]:
         """Decode and count a batch of raw messages, in arrival order.
 
         ``record_timestamps_s`` (one per payload, e.g. Kafka record timestamps) place the
-        messages of an event-time window when no ``window.time_field`` is configured.
+        messages of an event-time window when no ``window.time_field`` is configured;
+        ``partitions`` says which partition each run of payloads came from.
         Returns the rejected payloads as (index in ``payloads``, reason), e.g. for a
         dead-letter topic; they are already counted.
         """
@@ -286,8 +302,9 @@ class DriftMonitor:
             self.rejected.update(reason for _, reason in rejections)
         if rows == 0:
             return rejections
+        row_runs = _row_runs(partitions, decoded.positions)
         if self._pane_duration_s is None:
-            self._count_in_order(decoded, rows)
+            self._count(decoded, row_runs, None)
             return rejections
         if decoded.event_times is not None:
             timestamps, usable = event_times_s(decoded.event_times,
@@ -298,6 +315,9 @@ class DriftMonitor:
         else:
             raise ValueError("an event-time window needs window.time_field or record "
                              "timestamps")
+        # A time whose pane number is beyond 2**53 (where floats stop counting whole numbers,
+        # far from the ends of int64) is no time a clock gives: a bad timestamp.
+        usable &= np.abs(timestamps / self._pane_duration_s) < 2.0**53
         batch: DecodedColumns | list[FeatureColumn] = decoded
         if not usable.all():
             late = [(decoded.positions[int(i)], REJECT_BAD_TIMESTAMP)
@@ -312,19 +332,61 @@ class DriftMonitor:
             self._batch_positions = self._batch_positions[kept]
             batch = [FeatureColumn(column.values[kept], column.status[kept])
                      for column in decoded.columns]
-        self._count(batch, np.floor(timestamps / self._pane_duration_s).astype(np.int64))
+            row_runs = _row_runs(partitions, [decoded.positions[int(i)] for i in kept])
+        self._count(batch, row_runs,
+                    np.floor(timestamps / self._pane_duration_s).astype(np.int64))
         return rejections
 
     def refill(self, payloads: Sequence[bytes | None],
-               record_timestamps_s: Sequence[float] | None = None) -> None:
+               record_timestamps_s: Sequence[float] | None = None,
+               partitions: PartitionRuns = ((None, 0),)) -> None:
         """Put already-counted messages back into the window (after a restart or a new
         baseline) without counting them again: the totals, the rejection counts and the
         change-point counts stay as they are; the change detectors see the panes."""
         self._counting = False
         try:
-            self.process_payloads(payloads, record_timestamps_s)
+            self.process_payloads(payloads, record_timestamps_s, partitions)
         finally:
             self._counting = True
+
+    # ---- partitions --------------------------------------------------------------------
+
+    def set_partition_count(self, partitions: int) -> bool:
+        """Divide a count window between the topic's ``partitions``: each partition's window
+        is the last ``window.size / partitions`` of its messages (rounded down to whole
+        panes, one message a pane at least), so that the windows of a consumer group's
+        members add up to one consumer's window of the whole topic, however the partitions
+        are spread. Returns True when that changed the share: then every partition has left
+        the window, to be refilled. Event-time windows need no division."""
+        if partitions < 1:
+            raise ValueError(f"a topic has at least one partition (got {partitions})")
+        window = self.config.window
+        if window.size is None or partitions == self.partition_count:
+            self.partition_count = partitions
+            return False
+        share = max(window.panes, window.size // partitions // window.panes * window.panes)
+        self.partition_count = partitions
+        if share // window.panes == self._pane_length:
+            return False
+        self._pane_length = share // window.panes
+        for partition in self.histogram.partitions:
+            self.drop_partition(partition)
+        return True
+
+    @property
+    def partition_window_size(self) -> int | None:
+        """How many messages of each partition a count window holds (None: a time window)."""
+        return None if self._pane_length is None else self._pane_length * \
+            self.config.window.panes
+
+    def drop_partition(self, partition: Hashable) -> int:
+        """Take a partition's messages out of the window (it went to another consumer);
+        returns how many there were."""
+        removed = self.histogram.drop(partition)
+        self._accepted_by_partition.pop(partition, None)
+        first = self.layout.offsets[0] if self.layout.n_features else 0
+        return int(removed[first:first + self.layout.n_bins[0] + 2].sum()) \
+            if self.layout.n_features else 0
 
     def process_columns(self, columns: Sequence[FeatureColumn]) -> None:
         """Count rows of already-extracted columns (one per feature, in config order) as
@@ -335,7 +397,8 @@ class DriftMonitor:
         self._batch_start = self.messages
         self._batch_positions = None  # rows are messages, in order
         self.messages += rows
-        self._count_in_order(columns, rows)
+        if rows:
+            self._count(columns, [(None, 0, rows)], None)
 
     def process_table(self, table: Any) -> None:
         """Count the rows of a pandas DataFrame or a pyarrow Table (a column per feature
@@ -344,23 +407,51 @@ class DriftMonitor:
         columns = table_columns(table, self.specs)
         self.process_columns([columns[spec.name] for spec in self.specs])
 
-    def _count_in_order(self, batch: DecodedColumns | Sequence[FeatureColumn], rows: int
-                        ) -> None:
-        """Count window: the next ``rows`` messages fill panes in arrival order."""
-        assert self._pane_length is not None
-        ordinals = self.accepted + np.arange(rows, dtype=np.int64)
-        self._count(batch, ordinals // self._pane_length)
-
     def _count(self, batch: DecodedColumns | Sequence[FeatureColumn],
-               pane_ids: npt.NDArray[np.int64]) -> None:
-        """Bin every feature and add the batch to the window and the running totals."""
+               row_runs: list[tuple[Hashable, int, int]],
+               event_panes: npt.NDArray[np.int64] | None) -> None:
+        """Bin every feature and add the batch to the window and the running totals.
+
+        ``row_runs``: (partition, first row, end row) of the rows in order. Event-time
+        windows place rows by ``event_panes``; count windows by each partition's own
+        message ordinals, and close a pane for the change detectors every
+        ``_sample_every`` messages of the batch stream (before the message that starts the
+        next one, as the window turns)."""
         if isinstance(batch, DecodedColumns):
             binned = (self._binner.bin_typed(batch.typed) if batch.typed is not None
                       else self._binner.bin_columns(batch.columns))
         else:
             binned = self._binner.bin_columns(batch)
-        self.accepted += len(pane_ids)
-        added = self.histogram.update(pane_ids, binned.slots.T)
+        slots = binned.slots.T
+        added = np.zeros(self.layout.n_slots, dtype=np.int64)
+        window = self.histogram
+        if event_panes is not None:
+            for partition, start, end in row_runs:
+                added += window.update(partition, event_panes[start:end], slots[start:end],
+                                       start)
+            self.accepted += len(slots)
+        else:
+            assert self._pane_length is not None
+            assert self._sample_every is not None
+            every = self._sample_every
+            first = self.accepted
+            # Rows that start a new sampling pane (never the very first message).
+            start_row = (-first) % every or (every if first == 0 else 0)
+            closing = range(start_row, len(slots), every)
+            cuts = sorted({*closing, *(start for _, start, _ in row_runs)})
+            run_index = 0
+            for index, start in enumerate(cuts):
+                end = cuts[index + 1] if index + 1 < len(cuts) else len(slots)
+                while row_runs[run_index][2] <= start:
+                    run_index += 1
+                partition = row_runs[run_index][0]
+                if (first + start) % every == 0 and first + start > 0:
+                    window.close_pane((first + start) // every - 1, start)
+                ordinal = self._accepted_by_partition.get(partition, 0)
+                self._accepted_by_partition[partition] = ordinal + end - start
+                panes = (ordinal + np.arange(end - start, dtype=np.int64)) // self._pane_length
+                added += window.update(partition, panes, slots[start:end])
+            self.accepted += len(slots)
         if self._counting:
             self._slot_totals += added
             self._invalid_values += binned.states
@@ -484,6 +575,10 @@ class DriftMonitor:
         invalid_values = self._invalid_values.tolist()
         features: dict[str, FeatureReport] = {}
         window_messages = 0
+        partition_messages = {} if self.histogram.partitions == [None] else \
+            self.histogram.messages_by_partition(
+                slice(offsets[0], offsets[0] + self.layout.n_bins[0] + 2)
+                if self.specs else slice(0, 0))
         for index, spec in enumerate(self.specs):
             feature = self._feature_baselines[index]
             start = offsets[index]
@@ -542,6 +637,9 @@ class DriftMonitor:
         window = self.config.window
         description = (f"{window.size} messages" if window.duration_s is None
                        else format_duration(window.duration_s))
+        if window.size is not None and self.partition_count > 1:
+            description = (f"{self.partition_window_size} messages of each of "
+                           f"{self.partition_count} partitions")
         return DriftReport(
             messages=self.messages,
             invalid=sum(self.rejected.values()),
@@ -553,6 +651,7 @@ class DriftMonitor:
             baseline_hash=self.baseline.content_hash(),
             baseline_created_at=self.baseline.created_at,
             features=features,
+            partition_messages=partition_messages,
         )
 
 
@@ -591,6 +690,20 @@ def compare_columns(
     and all of ``current`` as one window."""
     return compare_to_baseline(config, reference_baseline(config, reference, source), current,
                                rejected)
+
+
+def _row_runs(partitions: PartitionRuns, positions: Sequence[int]
+              ) -> list[tuple[Hashable, int, int]]:
+    """The decoded rows' runs by partition, (partition, first row, end row), from the
+    payloads' runs and each row's payload index (rejected payloads have no row)."""
+    rows = len(positions)
+    if len(partitions) == 1:
+        return [(partitions[0][0], 0, rows)]
+    starts = np.searchsorted(np.asarray(positions, dtype=np.int64),
+                             [start for _, start in partitions])
+    ends = [*starts[1:].tolist(), rows]
+    return [(key, int(start), end) for (key, _), start, end
+            in zip(partitions, starts.tolist(), ends, strict=True) if end > start]
 
 
 def _number(value: float) -> float | None:

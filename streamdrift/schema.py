@@ -42,7 +42,7 @@ class DecodedColumns:
 
     ``positions[i]`` is the payload index of row ``i``; ``rejections`` pairs refused
     payloads with their reason; ``event_times`` holds the raw time field per row when the
-    schema has one.
+    schema has one; ``specs`` are the features, whose missing values ``columns`` marks.
     """
 
     typed: TypedRows | None
@@ -50,14 +50,33 @@ class DecodedColumns:
     positions: list[int]
     rejections: list[tuple[int, str]] = field(default_factory=list)
     event_times: list[Any] | None = None
+    specs: tuple[FeatureSpec, ...] = ()
 
     @property
     def columns(self) -> list[FeatureColumn]:
-        """One column per feature, in configured order, whichever path decoded them."""
+        """One column per feature, in configured order, whichever path decoded them: the
+        columns the general path would have given."""
         if self.general is not None:
             return self.general
         assert self.typed is not None
-        return self.typed.columns()
+        return self.typed.columns(self.specs)
+
+
+def is_utf8(payload: bytes) -> bool:
+    r"""Whether ``payload`` is UTF-8 text. The typed decoder skips the keys it does not need
+    without reading them, invalid UTF-8 included; what is not text must take the general
+    path, which refuses it as JSON (or reads it as UTF-16 or 32, as the stdlib does).
+
+    >>> is_utf8(b'{"city": "K\xc3\xb6ln"}'), is_utf8(b'{"c\xf6ln": 1}')
+    (True, False)
+    """
+    if payload.isascii():
+        return True
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class MessageSchema:
@@ -129,7 +148,8 @@ class MessageSchema:
         rejections: list[tuple[int, str]] = []
         decode = self._decoder.decode
         max_bytes = self.max_bytes
-        if payloads and all(payloads) and max(map(len, payloads)) <= max_bytes:  # type: ignore[arg-type]
+        if (payloads and all(payloads) and max(map(len, payloads)) <= max_bytes  # type: ignore[arg-type]
+                and all(map(is_utf8, payloads))):  # type: ignore[arg-type]
             # The common case, a clean batch: one comprehension, no bookkeeping per message.
             try:
                 typed = [decode(payload) for payload in payloads]  # type: ignore[arg-type]
@@ -139,12 +159,14 @@ class MessageSchema:
                 return DecodedColumns(
                     self._typed_rows(typed), None, list(range(len(payloads))), [],
                     [self._time_getter(m) for m in typed]
-                    if self._time_getter is not None else None)
+                    if self._time_getter is not None else None, self.specs)
         for position, payload in enumerate(payloads):
             if not payload:
                 rejections.append((position, REJECT_EMPTY))
             elif len(payload) > max_bytes:
                 rejections.append((position, REJECT_OVERSIZED))
+            elif not is_utf8(payload):
+                fallback_positions.append(position)
             else:
                 try:
                     typed.append(decode(payload))
@@ -156,8 +178,8 @@ class MessageSchema:
         times = ([self._time_getter(message) for message in typed]
                  if self._time_getter is not None else None)
         if not fallback_positions:
-            return DecodedColumns(rows, None, typed_positions, rejections, times)
-        return self._merge_fallback(payloads, fallback_positions, rows.columns(),
+            return DecodedColumns(rows, None, typed_positions, rejections, times, self.specs)
+        return self._merge_fallback(payloads, fallback_positions, rows.columns(self.specs),
                                     typed_positions, rejections, times)
 
     def _typed_rows(self, messages: list[Any]) -> TypedRows:

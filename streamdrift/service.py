@@ -11,14 +11,17 @@ the window without being counted again; see docs/decisions.md.
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
+from itertools import groupby
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,9 +36,17 @@ from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_r
 from streamdrift.monitor import DriftMonitor, DriftReport
 from streamdrift.server import MetricsServer
 from streamdrift.sources import Source, make_source
-from streamdrift.sources.records import Partition, Record, RecordBatch
+from streamdrift.sources.records import (
+    EMPTY_BATCH,
+    Partition,
+    Record,
+    RecordBatch,
+    partition_runs,
+)
 
 POLL_TIMEOUT_S = 0.5
+# The exit code when the Kafka client is unusable for good (EX_TEMPFAIL): start it again.
+EXIT_CLIENT_FATAL = 75
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -61,9 +72,19 @@ class DriftService:
         # back at its committed offset, and its records below this one, delivered again,
         # are not counted twice.
         self._counted: dict[Partition, int] = {}
+        # Per partition held, the first offset not known to be committed (what a handover
+        # without a commit leaves the next owner to count again starts there); kept for
+        # the partitions just revoked until the source says whether it could commit.
+        self._committed_from: dict[Partition, int] = {}
+        self._handover_from: dict[Partition, int] = {}
+        # Messages counted on revoked partitions whose offsets could not be committed, until
+        # the next assignment says whether the partition came back or went to another member.
+        self._uncommitted_at_revocation: dict[Partition, int] = {}
         self._delivered_again_below: dict[Partition, int] = {}
-        # Partitions whose recent messages the window holds (refilled or consumed).
+        # Partitions whose recent messages the window holds (refilled or consumed), and
+        # those whose messages left it at a rebalance.
         self._held: set[Partition] = set()
+        self._left_window: set[Partition] = set()
         # Assignments and revocations noted by the rebalance listener, taken by the main loop.
         self._assignments: list[list[Partition]] = []
         self._revocations: list[list[Partition]] = []
@@ -109,7 +130,8 @@ class DriftService:
                 server = MetricsServer(
                     make_registry(self.collector), self.readiness,
                     self.config.metrics.bind_address, self.config.metrics.port,
-                    self.config.metrics.tls_certfile, self.config.metrics.tls_keyfile)
+                    self.config.metrics.tls_certfile, self.config.metrics.tls_keyfile,
+                    self.config.metrics.web_config)
             except OSError as error:
                 raise StreamdriftError(
                     f"cannot serve metrics on {self.config.metrics.bind_address}:"
@@ -119,7 +141,7 @@ class DriftService:
             self.log("started", metrics_port=server.port, window=self.config.window.describe(),
                      features=len(self.config.features), pid=os.getpid())
             source = make_source(self.config.kafka, self.log, self._on_assigned,
-                                 self._on_revoked)
+                                 self._on_revoked, self._on_revoked_commit)
             self.source = source
             stack.callback(self._shutdown, source)
             if not source.connect(self.stop):
@@ -129,15 +151,26 @@ class DriftService:
             last_commit = time.monotonic()
             while not self.stop.is_set():
                 batch = source.poll(POLL_TIMEOUT_S)
+                fatal = source.fatal_error()
+                if fatal is not None:
+                    self._exit_on_fatal(fatal)
                 self._take_assignments()
                 if batch:
                     self._process(batch)
                 now = time.monotonic()
+                due = now - last_publish >= service.publish_interval_s or (
+                    self._dirty and not batch)
                 # A commit is a round trip to the group coordinator: once per interval
                 # rather than once per batch (what a crash re-reads is that much longer).
-                if self._pending and now - last_commit >= service.commit_interval_s:
-                    self._commit_pending()
+                # The counters shown are those of committed offsets: a publish commits
+                # first, and a commit is published at once (see _commit_pending).
+                if self._pending and (due or now - last_commit >= service.commit_interval_s):
+                    due = not self._commit_pending()
                     last_commit = now
+                    last_publish = now
+                if due:  # nothing to commit, or the brokers refused: the gauges move on
+                    self.publish()
+                    last_publish = now
                 if self.reload_requested.is_set() or (
                         service.baseline_watch_interval_s > 0
                         and now - last_watch >= service.baseline_watch_interval_s
@@ -148,10 +181,6 @@ class DriftService:
                 if now - last_probe >= service.lag_interval_s:
                     self._probe(source)
                     last_probe = now
-                if now - last_publish >= service.publish_interval_s or (
-                        self._dirty and not batch):
-                    self.publish()
-                    last_publish = now
         return 0
 
     def _install_signal_handlers(self) -> None:
@@ -167,14 +196,35 @@ class DriftService:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hangup)
+        # Written from the signal handler itself, whatever the threads are blocked in.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def _commit_pending(self) -> bool:
-        """Commit the offsets counted so far; they stay pending if the brokers refuse."""
+        """Commit the offsets counted so far and publish at once: the counters on /metrics
+        never run ahead of the committed offsets (but for the moment between the two), so
+        that what a replica killed with -9 last showed is what its partitions' next owners
+        do not count again. The offsets stay pending if the brokers refuse."""
         assert self.source is not None
-        if self._pending and not self.source.commit(self._pending):
+        if not self._pending:
+            return True
+        if not self.source.commit(self._pending):
             return False
+        self._committed_from.update(self._pending)
         self._pending.clear()
+        self.publish()
         return True
+
+    def _exit_on_fatal(self, error: str) -> None:
+        """The client will neither consume nor commit again: leave at once, without a
+        commit (refused) or a publish (the counters shown stay those of the last commit,
+        so the partitions' next owner, this process started again included, counts the
+        rest once), and without closing the client, which can block when it is in this
+        state. The supervisor (Kubernetes, systemd) starts the service again."""
+        self.log("kafka_fatal", level="critical", error=error,
+                 published_messages=self.collector.snapshot.report.messages,
+                 exit_code=EXIT_CLIENT_FATAL)
+        sys.stderr.flush()
+        os._exit(EXIT_CLIENT_FATAL)
 
     def _shutdown(self, source: Source) -> None:
         committed = self._commit_pending()
@@ -187,10 +237,14 @@ class DriftService:
     def _process(self, polled: RecordBatch) -> None:
         batch = polled
         if self._delivered_again_below:
-            batch = self._not_yet_counted(polled)
+            batch, again = self._not_yet_counted(polled)
+            if again:  # counted before, but no longer in the window: back in, uncounted
+                self.monitor.refill(again.values, [ms / 1000.0 for ms in again.timestamps_ms],
+                                    again.runs or ((None, 0),))
         if batch:
             timestamps_ms = np.asarray(batch.timestamps_ms, dtype=np.float64)
-            rejections = self.monitor.process_payloads(batch.values, timestamps_ms / 1000.0)
+            rejections = self.monitor.process_payloads(batch.values, timestamps_ms / 1000.0,
+                                                       batch.runs or ((None, 0),))
             dead_letter_topic = self.config.kafka.dead_letter_topic
             if rejections and dead_letter_topic is not None and not self._send_dead_letters(
                     dead_letter_topic,
@@ -202,13 +256,17 @@ class DriftService:
                              if previous is None else max(previous, newest))
             self._dirty = True
         counted = self._counted
+        for key, offset in polled.first_offsets.items():
+            self._committed_from.setdefault(key, offset)
         for key, offset in polled.next_offsets.items():
             self._pending[key] = max(self._pending.get(key, 0), offset)
             counted[key] = max(counted.get(key, 0), offset)
             self._held.add(key)
 
-    def _not_yet_counted(self, batch: RecordBatch) -> RecordBatch:
-        """The records of ``batch`` not counted before a rebalance (the rare path)."""
+    def _not_yet_counted(self, batch: RecordBatch) -> tuple[RecordBatch, RecordBatch]:
+        """The records of ``batch`` not counted before a rebalance (the rare path), and
+        those counted before whose partition has left the window since (to put back in
+        the window without counting them)."""
         below = self._delivered_again_below
         again = {key for key, first in batch.first_offsets.items()
                  if first < below.get(key, 0)}
@@ -216,16 +274,18 @@ class DriftService:
             if key in below and offset >= below[key]:
                 del below[key]  # past what was counted: nothing more to skip
         if not again:
-            return batch
-        keep = []
+            return batch, EMPTY_BATCH
+        keep, rewindow = [], []
         for index in range(len(batch)):
             record = batch.record(index)
             key = (record.topic, record.partition)
             if key not in again or record.offset >= self._counted[key]:
                 keep.append(index)
+            elif key in self._left_window:
+                rewindow.append(index)
         self.log("records_delivered_again", skipped=len(batch) - len(keep),
                  partitions=_names(sorted(again)))
-        return batch.only(keep)
+        return batch.only(keep), batch.only(rewindow) if rewindow else EMPTY_BATCH
 
     def _send_dead_letters(self, topic: str, letters: list[tuple[Record, str]]) -> bool:
         """Produce the rejected messages, retrying until the brokers take them or the
@@ -241,20 +301,37 @@ class DriftService:
 
     # ---- partitions and refill ---------------------------------------------------------
 
-    # kafka-python 3 calls these two on its IO thread, where no blocking call is allowed:
-    # they only note what happened. confluent-kafka calls them on the service's thread,
-    # inside poll(), where the counted offsets of revoked partitions can still be committed.
+    # Both clients call these while the service's thread waits in poll(): confluent-kafka
+    # on that very thread, kafka-python 3 on its IO thread (where no blocking call is
+    # allowed). They note what happened; the counted offsets of revoked partitions are
+    # committed before the group moves on, by the service on its own thread, else by the
+    # source (returned to it).
 
-    def _on_revoked(self, partitions: list[Partition]) -> None:
+    def _on_revoked(self, partitions: list[Partition]) -> dict[Partition, int]:
         if partitions:  # a group forming revokes nothing, often: not worth a line
             self.log("partitions_revoked", partitions=_names(partitions))
-        if threading.current_thread() is self._worker and self.source is not None:
-            revoked = {key: self._pending.pop(key) for key in partitions
-                       if key in self._pending}
-            if revoked and not self.source.commit(revoked):
-                self.log("revoked_offsets_not_committed", level="warning",
-                         partitions=_names(list(revoked)))
+        revoked = {key: self._pending.pop(key) for key in partitions if key in self._pending}
+        for key in partitions:
+            start = self._committed_from.pop(key, None)
+            if key in revoked and start is not None:
+                self._handover_from[key] = start
         self._revocations.append(list(partitions))
+        if revoked and threading.current_thread() is self._worker and self.source is not None:
+            self._on_revoked_commit(revoked, self.source.commit(revoked))
+            return {}
+        return revoked
+
+    def _on_revoked_commit(self, offsets: dict[Partition, int], committed: bool) -> None:
+        """The counted offsets of revoked partitions were committed, or could not be: then
+        whoever gets those partitions reads the messages again from the committed offset.
+        This process skips the ones it counted; another counts them again, which the next
+        assignment tells (``_take_assignments``). Published at once either way (the
+        counters follow the commits)."""
+        if not committed:
+            for key, offset in offsets.items():
+                self._uncommitted_at_revocation[key] = max(
+                    0, offset - self._handover_from.get(key, offset))
+        self.publish()
 
     def _on_assigned(self, partitions: list[Partition]) -> None:
         if partitions:
@@ -273,15 +350,51 @@ class DriftService:
             for key in self._revocations.pop(0):
                 if key in self._counted:
                     self._delivered_again_below[key] = self._counted[key]
-                if self._pending.pop(key, None) is not None:
-                    self.log("revoked_offsets_not_committed", partitions=_names([key]))
+        self._handover_from.clear()
         while self._assignments:
             partitions = self._assignments.pop(0)
+            handed_over = {key: count for key, count in self._uncommitted_at_revocation.items()
+                           if key not in partitions}
+            self._uncommitted_at_revocation.clear()
+            if handed_over:
+                again = sum(handed_over.values())
+                self.log("revoked_offsets_not_committed", level="warning",
+                         partitions=_names(list(handed_over)), messages=again)
+                self.status = replace(self.status, handed_over_uncommitted=(
+                    self.status.handed_over_uncommitted + again))
             self._set_status(assigned=tuple(partitions))
+            gone = sorted(self._held - set(partitions))
+            if gone:  # now another member's: its messages leave this window
+                removed = sum(self.monitor.drop_partition(key) for key in gone)
+                self._held.difference_update(gone)
+                self._left_window.update(gone)
+                self._dirty = True
+                self.log("window_partitions_left", partitions=_names(gone), messages=removed)
+            if partitions and self._divide_window(self.monitor, partitions):
+                self._left_window.update(self._held)
+                self._held.clear()
             new = [partition for partition in partitions if partition not in self._held]
             if new and self.config.service.refill:
                 self._refill(self.monitor, new)
             self._held.update(partitions)
+
+    def _divide_window(self, monitor: DriftMonitor, partitions: list[Partition]) -> bool:
+        """Give each partition of the topic its share of a count window (the topic's
+        partition count, from the brokers). True when the share changed and the window
+        was emptied to be refilled."""
+        if self.source is None:
+            return False
+        counts = [self.source.partition_count(topic)
+                  for topic in sorted({topic for topic, _ in partitions})]
+        if self.config.window.size is None or any(count is None for count in counts):
+            return False
+        total = sum(count for count in counts if count is not None)
+        if total == monitor.partition_count:
+            return False
+        emptied = monitor.set_partition_count(total)
+        self.log("window_divided", partitions=total,
+                 messages_per_partition=monitor.partition_window_size)
+        return emptied
 
     def _refill(self, monitor: DriftMonitor, partitions: list[Partition]) -> None:
         """Put the last window of ``partitions`` back into ``monitor``'s window."""
@@ -298,18 +411,24 @@ class DriftService:
             if window.duration_s is not None and ends:
                 since_ms = self._time_window_start_ms(ends)
             records, complete = self.source.read_history(
-                ends, window.size, since_ms, self.config.service.refill_timeout_s)
+                ends, monitor.partition_window_size, since_ms,
+                self.config.service.refill_timeout_s)
         except Exception as error:  # a failed refill must not stop the service: log it
             self.log("refill_failed", level="error", error=type(error).__name__,
                      detail=str(error))
             self._set_status(refilling=False)
             return
-        # Interleave the partitions by time, the way they were produced.
-        records.sort(key=lambda record: (record.timestamp_ms, record.partition, record.offset))
-        if window.size is not None:
-            records = records[-window.size:]
+        # Each partition's window is its own: partition by partition, in offset order.
+        records.sort(key=lambda record: (record.topic, record.partition, record.offset))
+        share = monitor.partition_window_size
+        if share is not None:
+            records = [record for key, group in groupby(
+                records, key=lambda record: (record.topic, record.partition))
+                for record in list(group)[-share:]]
         monitor.refill([record.value for record in records],
-                       [record.timestamp_ms / 1000.0 for record in records])
+                       [record.timestamp_ms / 1000.0 for record in records],
+                       partition_runs([(record.topic, record.partition) for record in records])
+                       or ((None, 0),))
         self._set_status(refilling=False)
         self._dirty = True
         self.log("window_refilled", partitions=_names(partitions), messages=len(records),
@@ -361,11 +480,13 @@ class DriftService:
         """New bins: the window counts cannot be carried over, so the window is read again
         from Kafka under the new bins (and the running totals start again)."""
         monitor = DriftMonitor(self.config, baseline, str(self.baseline_path))
+        monitor.set_partition_count(self.monitor.partition_count)
         if self.source is not None and self._held:
             self._commit_pending()
             self._refill(monitor, sorted(self._held))
+        # The last report stays: a feature drifting under both baselines goes on drifting
+        # (no second drift_started), one that stopped says drift_ended.
         self.monitor = monitor
-        self._last_report = None
 
     # ---- status and publishing ---------------------------------------------------------
 

@@ -150,6 +150,13 @@ def test_baseline_file_round_trips_and_is_readable_json(tmp_path: Path):
         (lambda d: d["features"]["c"].update(type="text"), "'c': type must be"),
         (lambda d: d["features"]["c"].update(categories=["a", "a"]), "'c': categories must not"),
         (lambda d: d["features"]["x"].update(missing=-1), "'x': missing must be"),
+        # Found by fuzzing (tests/fuzz/corpus/baseline/integer-beyond-float-range and
+        # count-beyond-int64): OverflowErrors, not BaselineErrors.
+        (lambda d: d.update(smoothing=10**400), "smoothing must be a number > 0"),
+        (lambda d: d["features"]["x"]["edges"].__setitem__(0, -(10**400)),
+         "'x': edges must be a list of finite numbers"),
+        (lambda d: d["features"]["x"].update(counts=[2**62] * len(d["features"]["x"]["counts"])),
+         r"'x': counts must sum to at most 2\*\*63 - 1"),
     ],
 )
 def test_loading_names_the_feature_at_fault(tmp_path: Path, mutate, message):
@@ -168,6 +175,19 @@ def test_unreadable_baselines_fail_clearly(tmp_path: Path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(BaselineError, match="not valid JSON"):
         load_baseline(tmp_path / "bad.json")
+
+
+def test_a_baseline_that_is_not_utf8_or_nested_too_deeply_fails_clearly(tmp_path: Path):
+    # Found by fuzzing (tests/fuzz/corpus/baseline/not-utf8 and nested-too-deeply): a
+    # UnicodeDecodeError and a RecursionError, not BaselineErrors.
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"source": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(BaselineError, match=re.escape(
+            f"baseline {path} is not UTF-8 text (byte 16 is b'\\xe9')")):
+        load_baseline(path)
+    path.write_text('{"features": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(BaselineError, match="is nested too deeply to be a baseline"):
+        load_baseline(path)
 
 
 def test_baseline_must_fit_the_configured_features():

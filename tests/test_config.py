@@ -136,6 +136,28 @@ def test_unreadable_or_malformed_files_fail_clearly(tmp_path: Path):
         parse_config(["a"], tmp_path, environ={})
 
 
+def test_a_config_or_password_file_that_is_not_utf8_fails_clearly(tmp_path: Path):
+    # Found by fuzzing (tests/fuzz/corpus/config/not-utf8): a UnicodeDecodeError, not a
+    # ConfigError.
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("features:\n  - name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=re.escape(
+            f"config file {path} is not UTF-8 text (byte 24 is b'\\xe9')")):
+        load_config(path)
+    (tmp_path / "secret.bin").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"kafka\.sasl_password_file is not UTF-8 text"):
+        _load(tmp_path, {"features": [{"name": "x"}],
+                         "kafka": {"sasl_password_file": "secret.bin"}})
+
+
+def test_a_config_nested_too_deeply_fails_clearly(tmp_path: Path):
+    # Found by fuzzing (tests/fuzz/corpus/config/nested-too-deeply): a RecursionError.
+    path = tmp_path / "deep.yaml"
+    path.write_text("features:\n" + "  - " * 5000 + "x\n")
+    with pytest.raises(ConfigError, match="is nested too deeply to be a config"):
+        load_config(path)
+
+
 def test_the_decision_settings_default_to_auto_and_alpha_and_are_checked(tmp_path: Path):
     config = _load(tmp_path, {"features": [{"name": "a"}, {"name": "b", "min_samples": 40}]})
     assert config.divergence.min_samples == "auto"
@@ -185,6 +207,14 @@ def test_missing_values_are_per_feature_then_global_then_by_type(tmp_path: Path)
     ("kafka: {topic: [a\nfeatures: []\n",
      "2:9: expected ',' or ']', but got ':' (while parsing a flow sequence at line 1)"),
     ("features:\n\t- name: x\n", "2:1: found character '\\t' that cannot start any token"),
+    # Found by fuzzing (tests/fuzz/corpus/config/value-python-cannot-make): values PyYAML
+    # cannot make let Python's ValueError, TypeError or AttributeError through.
+    ("features: [{name: x}]\nwindow: {size: 2024-02-30}\n",
+     "2:16: cannot read this as timestamp (day is out of range for month)"),
+    ("features:\n  - {name: x, !!int type: numeric}\n",
+     "2:15: cannot read this as int (invalid literal for int() with base 10: 'type')"),
+    ("features: [{name: x}]\nservice: !!set refill\n",
+     "2:10: expected a mapping node, but found scalar"),
 ])
 def test_yaml_mistakes_name_the_file_line_and_column(tmp_path: Path, text: str,
                                                      message: str) -> None:

@@ -219,6 +219,10 @@ def test_the_service_monitor_scrapes_the_service_as_job_streamdrift():
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in [port["name"] for port in service["spec"]["ports"]]
     assert endpoint["path"] == "/metrics"
+    # The web-config Secret locks /metrics: the scrape brings the credentials and the CA.
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == VALUES["everything"]["serviceMonitor"]["tlsConfig"]
+    assert endpoint["basicAuth"] == VALUES["everything"]["serviceMonitor"]["basicAuth"]
     # jobLabel: the job label takes this Service label's value, the rules' job="streamdrift".
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "streamdrift"
     (dashboard,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
@@ -242,8 +246,10 @@ def test_the_pods_are_locked_down_probed_and_given_time_to_stop(values):
     # SIGTERM stops polling, commits and exits in a few seconds.
     assert spec["terminationGracePeriodSeconds"] >= 20
     port = container["ports"][0]["containerPort"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+    # Over HTTPS when the web-config Secret sets TLS (the probes need no credentials).
+    scheme = {"scheme": "HTTPS"} if VALUES[values].get("metricsWebConfig", {}).get("tls") else {}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port, **scheme}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port, **scheme}
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     assert "memory" in container["resources"]["limits"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
@@ -275,6 +281,8 @@ def test_the_config_map_is_a_streamdrift_config_with_the_chart_s_paths():
     raw = yaml.safe_load(config_map["data"]["config.yaml"])
     # The Secret's file, not a password: the config reads it from there.
     assert raw["kafka"].pop("sasl_password_file") == "/etc/streamdrift/kafka-sasl/password"
+    # So is the web-config file, read at start from its mounted Secret.
+    assert raw["metrics"].pop("web_config_file") == "/etc/streamdrift/web-config/web-config.yml"
     # (read at start from the mounted Secret; the rest is checked as streamdrift checks it)
     config = parse_config(raw, Path("/etc/streamdrift/config"), environ={})
     assert str(config.baseline.path) == "/etc/streamdrift/baseline/baseline.json"
@@ -285,6 +293,7 @@ def test_the_config_map_is_a_streamdrift_config_with_the_chart_s_paths():
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["kafka-sasl"] == "/etc/streamdrift/kafka-sasl"
     assert mounts["kafka-tls"] == "/etc/streamdrift/kafka-tls"
+    assert mounts["web-config"] == "/etc/streamdrift/web-config"
 
 
 def test_static_membership_comes_with_the_stateful_set_only():

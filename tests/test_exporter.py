@@ -110,7 +110,8 @@ def test_bin_totals_count_every_value_since_start_not_the_window():
 
 def test_the_exposition_keeps_the_documented_metric_contract():
     _, baseline, monitor = _monitor()
-    monitor.process_payloads([b'{"x": 0.1, "c": "a"}'] * 30 + [b"oops"])
+    monitor.process_payloads([b'{"x": 0.1, "c": "a"}'] * 30 + [b"oops"],
+                             partitions=[(("t", 0), 0)])
     status = ServiceStatus(connected=True, assigned=(("t", 0),), lag={("t", 0): 7},
                            last_message_timestamp_s=1.7e9)
     text = generate_latest(make_registry(

@@ -736,3 +736,146 @@ def test_a_snapshot_at_every_pane_close_holds_the_window_of_that_moment(window):
         assert snapshot.report.features["amount"].kl == pytest.approx(
             entropy(counts, baseline["amount"].probabilities), rel=1e-9)
     assert [s.pane for s in snapshots] == list(range(len(snapshots)))
+
+
+def test_missing_values_stay_missing_beside_a_message_with_a_bad_event_time():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/missing-value-in-a-batch-with-a-bad-event-
+    # time): the messages kept beside one with a bad event time were binned from columns
+    # that had lost their features' missing values, and -1 here was counted in a bin.
+    config = _config(window={"size": "4s", "panes": 4, "time_field": "ts"},
+                     input={"missing_values": [-1]})
+    monitor = DriftMonitor(config, _baseline(config))
+    payloads = [json.dumps({"order": {"amount": -1}, "channel": "web", "ts": 1.0}).encode(),
+                json.dumps({"order": {"amount": 5.0}, "channel": "web", "ts": "soon"}).encode()]
+    assert monitor.process_payloads(payloads) == [(1, "bad_timestamp")]
+    amount = monitor.report().features["amount"]
+    assert (amount.missing_total, sum(amount.bin_totals)) == (1, 0)
+
+
+def _fleet_stream(seed: int, partitions: int, count: int
+                  ) -> tuple[list[bytes], list[int]]:
+    """``count`` messages spread over ``partitions`` partitions at random (uneven),
+    drifting in the second half."""
+    payloads = _stream(count // 2, seed) + _stream(count - count // 2, seed + 1, shift=8.0)
+    keys = np.random.default_rng(seed).choice(partitions, count,
+                                              p=np.linspace(1, 3, partitions) /
+                                              np.linspace(1, 3, partitions).sum())
+    return payloads, keys.tolist()
+
+
+def _feed(monitor: DriftMonitor, payloads: list[bytes], keys: list[int], owned: set[int],
+          batch: int) -> None:
+    """Feed the messages of the ``owned`` partitions in polls of ``batch`` messages, each
+    poll in runs of one partition (as a Kafka client hands them over)."""
+    mine = [index for index, key in enumerate(keys) if key in owned]
+    for start in range(0, len(mine), batch):
+        chunk = sorted(mine[start:start + batch], key=lambda index: keys[index])
+        runs, previous = [], None
+        for position, index in enumerate(chunk):
+            if keys[index] != previous:
+                runs.append((keys[index], position))
+                previous = keys[index]
+        monitor.process_payloads([payloads[index] for index in chunk], partitions=runs)
+
+
+@pytest.mark.parametrize(("partitions", "size", "panes"), [(4, 400, 4), (6, 600, 5),
+                                                           (3, 100, 10)])
+def test_a_group_of_consumers_holds_the_window_of_one_consumer_of_the_whole_topic(
+        partitions, size, panes):
+    """However the partitions are spread over members and however the polls interleave
+    them, the members' windows add up to one consumer's, which is the last
+    size/partitions messages of each partition (batch numpy over the messages)."""
+    config = _config(window={"size": size, "panes": panes})
+    baseline = _baseline(config)
+    payloads, keys = _fleet_stream(7, partitions, 3000)
+    solo = DriftMonitor(config, baseline)
+    assert solo.set_partition_count(partitions)
+    _feed(solo, payloads, keys, set(range(partitions)), batch=97)
+    members = [{p for p in range(partitions) if p % 3 == member} for member in range(3)]
+    fleet = []
+    for owned, batch in zip(members, (31, 250, 1000), strict=True):
+        monitor = DriftMonitor(config, baseline)
+        monitor.set_partition_count(partitions)
+        _feed(monitor, payloads, keys, owned, batch)
+        fleet.append(monitor)
+    share = size // partitions // panes * panes
+    assert solo.partition_window_size == share
+    pane = share // panes
+    expected = np.zeros(solo.layout.n_slots, dtype=np.int64)
+    for partition in range(partitions):
+        indices = [index for index, key in enumerate(keys) if key == partition]
+        newest = (len(indices) - 1) // pane
+        in_window = indices[max(0, (newest - panes + 1) * pane):]
+        expected += _window_slots(solo, [payloads[index] for index in in_window])
+    np.testing.assert_array_equal(solo.histogram.counts, expected)
+    np.testing.assert_array_equal(sum(np.asarray(m.histogram.counts) for m in fleet),
+                                  expected)
+    report = solo.report()
+    assert report.partition_messages == {
+        partition: _count_window_length(keys.count(partition), pane, panes)
+        for partition in range(partitions)}
+    assert report.window == (f"{share} messages of each of {partitions} partitions, "
+                             f"{panes} panes")
+
+
+def _count_window_length(messages: int, pane: int, panes: int) -> int:
+    """How many of a partition's ``messages`` its window holds: the newest (partial) pane
+    and the ``panes - 1`` before it."""
+    newest = (messages - 1) // pane
+    return messages - max(0, (newest - panes + 1) * pane)
+
+
+def _window_slots(monitor: DriftMonitor, payloads: list[bytes]) -> np.ndarray:
+    """The slot counts of ``payloads`` alone: a fresh monitor with a window that holds them
+    all (the oracle's binning is the engine's, already held to its own oracle above)."""
+    whole = dataclasses.replace(monitor.config, window=dataclasses.replace(
+        monitor.config.window, size=max(1, len(payloads)), panes=1))
+    fresh = DriftMonitor(whole, monitor.baseline)
+    if payloads:
+        fresh.process_payloads(payloads)
+    return np.asarray(fresh.histogram.counts)
+
+
+def test_a_partition_that_moves_away_takes_exactly_its_messages_with_it():
+    config = _config(window={"size": 400, "panes": 4})
+    baseline = _baseline(config)
+    payloads, keys = _fleet_stream(3, 4, 1600)
+    monitor = DriftMonitor(config, baseline)
+    monitor.set_partition_count(4)
+    _feed(monitor, payloads, keys, {0, 1, 2, 3}, batch=200)
+    kept = DriftMonitor(config, baseline)
+    kept.set_partition_count(4)
+    _feed(kept, payloads, keys, {0, 2, 3}, batch=200)
+    removed = monitor.drop_partition(1)
+    assert removed == _count_window_length(keys.count(1), 25, 4)
+    np.testing.assert_array_equal(monitor.histogram.counts, kept.histogram.counts)
+    _assert_same_divergences(_divergences(monitor.report()), _divergences(kept.report()))
+    assert 1 not in monitor.report().partition_messages
+
+
+def test_a_new_partition_count_divides_the_window_again_and_empties_it():
+    config = _config(window={"size": 400, "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    assert not monitor.set_partition_count(1)
+    assert monitor.partition_window_size == 400
+    monitor.process_payloads(_stream(50, 1), partitions=[(0, 0)])
+    assert monitor.set_partition_count(3)
+    assert monitor.partition_window_size == 132  # 400 / 3, whole panes of 33
+    assert monitor.report().window_messages == 0
+    assert monitor.set_partition_count(1000)
+    assert monitor.partition_window_size == 4  # one message a pane at least
+    with pytest.raises(ValueError, match="at least one partition"):
+        monitor.set_partition_count(0)
+
+
+def test_an_event_time_too_far_out_for_a_pane_number_is_a_bad_timestamp():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/event-time-beyond-int64-panes): the pane
+    # number of a time of 1.8e32 ms did not fit an int64, and numpy's cast made one up.
+    config = _config(window={"size": "4s", "panes": 4, "time_field": "ts", "time_unit": "ms"})
+    monitor = DriftMonitor(config, _baseline(config))
+    payloads = [json.dumps({"order": {"amount": 5.0}, "channel": "web", "ts": ts}).encode()
+                for ts in (1000, 1.8e32, -1e300, 2000)]
+    assert monitor.process_payloads(payloads) == [(1, "bad_timestamp"), (2, "bad_timestamp")]
+    assert monitor.report().features["amount"].samples == 2
+    by_record = DriftMonitor(_config(window={"size": "4s", "panes": 4}), _baseline(config))
+    assert by_record.process_payloads(payloads[:2], [1.0, 1e300]) == [(1, "bad_timestamp")]

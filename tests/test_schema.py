@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -134,3 +135,42 @@ def test_a_clean_batch_takes_the_typed_path_with_its_event_times():
     assert decoded.event_times == [1.5, "2024-01-01T00:00:00Z"]
     assert decoded.columns[0].values.tolist() == [2.5, 2.5]
     assert decoded.columns[4].values.tolist() == ["NL", "NL"]
+
+
+# Values the features name as missing, drawn often by payloads(): 0, "3" and 3.0, "gold".
+MISSING_SPECS = [
+    dataclasses.replace(SPECS[0], missing_values=(0.0, "3")),
+    SPECS[1],
+    dataclasses.replace(SPECS[3], missing_values=("gold", 3.0)),
+]
+
+
+@given(st.lists(payloads(), max_size=12))
+def test_missing_values_are_missing_on_both_paths(batch):
+    _assert_same_as_general_path(MISSING_SPECS, batch, 10_000, time_field=TIME)
+
+
+def test_a_typed_message_keeps_its_missing_values_beside_a_general_path_one():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/missing-value-in-*): where a message took
+    # the general path, or the monitor set some aside for a bad event time, the typed ones'
+    # columns counted the values their features name as missing as ordinary values.
+    typed = b'{"order": {"amount": 0}, "tier": "gold"}'
+    general = b'{"order": {"amount": "n/a"}, "tier": "silver"}'
+    schema = MessageSchema(MISSING_SPECS, max_bytes=10_000)
+    for batch, amount, tier in (([typed], [1], [1]), ([typed, general], [1, 2], [1, 0])):
+        decoded = schema.decode(batch)
+        assert decoded.columns[0].status.tolist() == amount
+        assert decoded.columns[2].status.tolist() == tier
+        _assert_same_as_general_path(MISSING_SPECS, batch, 10_000)
+
+
+def test_a_message_that_is_not_utf8_is_refused_on_both_paths():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/invalid-utf8-*): the typed decoder skips
+    # the keys no feature reads without reading them, and took a message that is not text.
+    bad = b'{"tier": "gold", "n\x8bise": 1}'
+    good = b'{"tier": "g\xc3\xb6ld"}'
+    schema = MessageSchema(SPECS, max_bytes=10_000)
+    assert schema.decode([good]).typed is not None  # UTF-8 text stays on the typed path
+    for batch in ([bad], [good, bad], [good, bad, b""]):
+        assert schema.decode(batch).rejections[:1] == [(batch.index(bad), "not_json")]
+        _assert_same_as_general_path(SPECS, batch, 10_000)

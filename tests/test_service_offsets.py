@@ -40,7 +40,8 @@ def _batch(partition: int, offsets: range) -> RecordBatch:
                       json.dumps({"x": offset / 10}).encode()) for offset in offsets]
     key: Partition = (TOPIC, partition)
     return RecordBatch([r.value for r in records], [r.timestamp_ms for r in records],
-                       {key: offsets[0]}, {key: offsets[-1] + 1}, records.__getitem__)
+                       {key: offsets[0]}, {key: offsets[-1] + 1}, records.__getitem__,
+                       [(key, 0)])
 
 
 def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_path: Path):
@@ -50,13 +51,20 @@ def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_pat
     assert service.monitor.messages == 140
     assert service._pending == {(TOPIC, 0): 100, (TOPIC, 1): 40}
 
-    # Revoked before the commit (kafka-python: on its IO thread, where no commit can be
-    # made), then given back: the client resumes from the committed offset.
-    service._on_revoked([(TOPIC, 0), (TOPIC, 1)])
+    # Revoked off the service's thread (kafka-python): the offsets go to the source to
+    # commit, which could not (say, the member had lost them); then partition 0 comes back
+    # and the client resumes from its committed offset.
+    uncommitted = service._on_revoked([(TOPIC, 0), (TOPIC, 1)])
+    assert uncommitted == {(TOPIC, 0): 100, (TOPIC, 1): 40}
+    service._on_revoked_commit(uncommitted, False)
     service._on_assigned([(TOPIC, 0)])
     service._take_assignments()
     assert service._pending == {}
-    assert "event=revoked_offsets_not_committed" in log.getvalue()
+    # Partition 1 went to another member, which counts its 40 messages again; partition 0
+    # came back here, where the 100 delivered again are skipped: not handed over.
+    assert "event=revoked_offsets_not_committed partitions=events-1 messages=40" in \
+        log.getvalue()
+    assert service.status.handed_over_uncommitted == 40
 
     service._process(_batch(0, range(50, 150)))  # 50..99 again, then 50 new ones
     assert service.monitor.messages == 190
@@ -73,7 +81,12 @@ def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_pat
     assert service.monitor.messages == 200
     assert service._pending == {(TOPIC, 0): 160, (TOPIC, 1): 40}  # committed next time
     assert service._delivered_again_below == {}
-    assert service.monitor.report().window_messages == 200
+    # Partition 0 went to another member: its messages left the window. Partition 1's
+    # records, counted before and delivered again, are back in the window (not counted).
+    report = service.monitor.report()
+    assert report.partition_messages == {(TOPIC, 1): 40}
+    assert report.window_messages == 40
+    assert "event=window_partitions_left partitions=events-0 messages=160" in log.getvalue()
 
 
 def test_without_a_rebalance_nothing_is_skipped(tmp_path: Path):

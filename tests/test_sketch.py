@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamdrift.sketch import SlotLayout, WindowedHistogram
+from streamdrift.sketch import PartitionedWindow, SlotLayout, WindowedHistogram
 
 
 def _window_oracle(pane_ids: np.ndarray, slots: np.ndarray, n_panes: int, n_slots: int):
@@ -148,3 +150,77 @@ def test_each_pane_closes_once_when_a_newer_one_begins(pane_ids, n_panes, split)
     newest_before = np.maximum.accumulate(panes)[:-1]
     expected = newest_before[panes[1:] > newest_before].tolist()
     assert closed == expected
+
+
+@given(
+    n_panes=st.integers(1, 6),
+    pane_length=st.integers(1, 5),
+    partitions=st.lists(st.integers(0, 3), min_size=1, max_size=120),
+    seed=st.integers(0, 2**32 - 1),
+    dropped=st.integers(0, 3),
+)
+def test_partitioned_count_window_is_the_last_messages_of_each_partition(
+        n_panes, pane_length, partitions, seed, dropped):
+    rng = np.random.default_rng(seed)
+    n_slots = 5
+    keys = np.array(partitions)
+    values = rng.integers(0, n_slots, size=len(keys))
+    window = PartitionedWindow(n_slots, n_panes, shared_clock=False)
+    seen: dict[int, list[int]] = {}
+    # Arrival in runs of one partition, as a poll hands them over.
+    boundaries = [0, *(np.flatnonzero(np.diff(keys)) + 1).tolist(), len(keys)]
+    for start, end in itertools.pairwise(boundaries):
+        key = int(keys[start])
+        before = len(seen.setdefault(key, []))
+        ordinals = before + np.arange(end - start)
+        window.update(key, ordinals // pane_length, values[start:end].reshape(-1, 1))
+        seen[key].extend(values[start:end].tolist())
+
+    def oracle(key: int) -> np.ndarray:
+        messages = np.array(seen[key], dtype=np.int64)
+        newest = (len(messages) - 1) // pane_length
+        first = max(0, (newest - n_panes + 1) * pane_length)
+        return np.bincount(messages[first:], minlength=n_slots)
+
+    expected = sum((oracle(key) for key in seen), np.zeros(n_slots, dtype=np.int64))
+    np.testing.assert_array_equal(window.counts, expected)
+    removed = window.drop(dropped)
+    np.testing.assert_array_equal(removed, oracle(dropped) if dropped in seen
+                                  else np.zeros(n_slots))
+    np.testing.assert_array_equal(window.counts, expected - removed)
+    assert dropped not in window.partitions
+
+
+@given(
+    n_panes=st.integers(1, 5),
+    messages=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 25)), min_size=1,
+                      max_size=80),
+    seed=st.integers(0, 2**32 - 1),
+    dropped=st.integers(0, 2),
+)
+def test_partitioned_event_time_window_shares_one_clock(n_panes, messages, seed, dropped):
+    """Each message is in the window if its pane was not older than the window when it
+    arrived (over all partitions) and is still within it; dropping a partition takes out
+    exactly its messages."""
+    rng = np.random.default_rng(seed)
+    n_slots = 4
+    keys = np.array([key for key, _ in messages])
+    panes = np.array([pane for _, pane in messages], dtype=np.int64)
+    slots = rng.integers(0, n_slots, size=(len(panes), 1))
+    window = PartitionedWindow(n_slots, n_panes, shared_clock=True)
+    closed: list[int] = []
+    window.pane_listeners.append(closed.append)
+    for index in range(len(panes)):
+        window.update(int(keys[index]), panes[index:index + 1], slots[index:index + 1])
+    newest_then = np.maximum.accumulate(panes)
+    on_time = panes > newest_then - n_panes
+    in_window = on_time & (panes > panes.max() - n_panes)
+    np.testing.assert_array_equal(
+        window.counts, np.bincount(slots[in_window].ravel(), minlength=n_slots))
+    assert window.late == int((~on_time).sum())
+    # A pane closes each time a newer one opens, in order, once.
+    assert closed == sorted(set(newest_then[:-1][np.diff(newest_then) > 0].tolist()))
+    window.drop(dropped)
+    kept = in_window & (keys != dropped)
+    np.testing.assert_array_equal(
+        window.counts, np.bincount(slots[kept].ravel(), minlength=n_slots))

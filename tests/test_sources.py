@@ -41,8 +41,17 @@ def _ignore(partitions: list[Partition]) -> None:
     pass
 
 
+def _none_to_commit(partitions: list[Partition]) -> dict[Partition, int]:
+    return {}
+
+
+def _ignore_offsets(offsets: dict[Partition, int], committed: bool) -> None:
+    pass
+
+
 def _source(config: Config, stream: io.StringIO | None = None) -> Any:
-    return make_source(config.kafka, EventLog(stream=stream or io.StringIO()), _ignore, _ignore)
+    return make_source(config.kafka, EventLog(stream=stream or io.StringIO()), _ignore,
+                       _none_to_commit, _ignore_offsets)
 
 
 def test_the_factory_gives_kafka_python_by_default(tmp_path: Path):
@@ -89,7 +98,8 @@ def test_both_sources_have_the_same_public_interface():
     assert interface(ConfluentSource) == interface(KafkaSource)
     assert set(interface(KafkaSource)) == {
         "connect", "poll", "commit", "assignment", "probe_lag", "committed_offsets",
-        "read_history", "send_dead_letters", "close", "topic_exists", "take_client_notices"}
+        "read_history", "send_dead_letters", "close", "topic_exists", "take_client_notices",
+        "partition_count", "fatal_error"}
 
 
 def test_confluent_settings_map_sasl_and_tls_and_the_password_never_shows(tmp_path: Path):
@@ -117,7 +127,8 @@ def test_confluent_settings_map_sasl_and_tls_and_the_password_never_shows(tmp_pa
         "bootstrap.servers": "127.0.0.1:9092", "client.id": "streamdrift",
         "security.protocol": "plaintext", "reconnect.backoff.max.ms": 2000}
     stream = io.StringIO()
-    source = ConfluentSource(config.kafka, EventLog(stream=stream), _ignore, _ignore)
+    source = ConfluentSource(config.kafka, EventLog(stream=stream), _ignore, _none_to_commit,
+                             _ignore_offsets)
     EventLog(stream=stream)("kafka_connected", config=config.kafka)
     assert "hunter2" not in repr(source)
     assert "hunter2" not in stream.getvalue()

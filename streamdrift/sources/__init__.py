@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from streamdrift.errors import StreamdriftError
-from streamdrift.sources.records import Partition, PartitionsListener, Record, RecordBatch
+from streamdrift.sources.records import (
+    Partition,
+    PartitionsListener,
+    Record,
+    RecordBatch,
+    RevokedCommitListener,
+    RevokedListener,
+)
 
 if TYPE_CHECKING:
     from streamdrift.config import KafkaConfig
@@ -44,6 +51,13 @@ class Source(Protocol):
     def topic_exists(self, topic: str) -> bool | None:
         """Whether the brokers know ``topic``; None when they do not answer."""
 
+    def partition_count(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has; None when the brokers do not say."""
+
+    def fatal_error(self) -> str | None:
+        """What made the client unusable for good (it will neither consume nor commit
+        again), or None."""
+
     def take_client_notices(self) -> int:
         """The client's harmless lines counted while the group formed, since the last call."""
 
@@ -67,7 +81,7 @@ class Source(Protocol):
 
 
 def make_source(config: KafkaConfig, log: EventLog, on_assigned: PartitionsListener,
-                on_revoked: PartitionsListener) -> Source:
+                on_revoked: RevokedListener, on_revoked_commit: RevokedCommitListener) -> Source:
     """The source of ``config.client``: kafka-python, or confluent-kafka when installed."""
     if config.client == "confluent":
         try:
@@ -76,7 +90,7 @@ def make_source(config: KafkaConfig, log: EventLog, on_assigned: PartitionsListe
             if error.name is None or error.name.partition(".")[0] != "confluent_kafka":
                 raise
             raise StreamdriftError(CONFLUENT_MISSING) from None
-        return ConfluentSource(config, log, on_assigned, on_revoked)
+        return ConfluentSource(config, log, on_assigned, on_revoked, on_revoked_commit)
     from streamdrift.sources.kafka import KafkaSource
 
-    return KafkaSource(config, log, on_assigned, on_revoked)
+    return KafkaSource(config, log, on_assigned, on_revoked, on_revoked_commit)

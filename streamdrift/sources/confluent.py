@@ -43,7 +43,10 @@ from streamdrift.sources.records import (
     PartitionsListener,
     Record,
     RecordBatch,
+    RevokedCommitListener,
+    RevokedListener,
     dead_letter_headers,
+    partition_runs,
 )
 
 CLIENT_LOGGER = "rdkafka"
@@ -102,16 +105,18 @@ def subscription(config: KafkaConfig) -> list[str]:
 
 class ConfluentSource:
     def __init__(self, config: KafkaConfig, log: EventLog, on_assigned: PartitionsListener,
-                 on_revoked: PartitionsListener) -> None:
+                 on_revoked: RevokedListener, on_revoked_commit: RevokedCommitListener) -> None:
         self.config = config
         self.log = log
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._on_revoked_commit = on_revoked_commit
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._querier: Consumer | None = None
         self._client_lines = ClientLogHandler(log, _CONNECTION_LINES, _FORMING_LINES,
                                               _VARYING)
+        self._fatal: str | None = None
         self._client_log = route_client_logs(CLIENT_LOGGER, self._client_lines)
         self._settings = client_settings(config)
 
@@ -121,7 +126,11 @@ class ConfluentSource:
                 "log_level": 4, **settings}
 
     def _on_error(self, error: KafkaError) -> None:
-        """librdkafka's errors outside a request. A refused connection is already a log line."""
+        """librdkafka's errors outside a request. A refused connection is already a log line.
+        A fatal one (a static member fenced by its own successor after a broker restart,
+        say) leaves the consumer unusable for good."""
+        if error.fatal():
+            self._fatal = f"{error.name()}: {error.str()}"
         if error.code() != KafkaError._TRANSPORT:
             self._client_log.log(logging.ERROR if error.fatal() else logging.WARNING,
                                  "%s: %s", error.name(), error.str())
@@ -191,6 +200,17 @@ class ConfluentSource:
         return found is not None and (found.error is None or
                                       found.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART)
 
+    def fatal_error(self) -> str | None:
+        return self._fatal
+
+    def partition_count(self, topic: str) -> int | None:
+        try:
+            metadata = self._offsets_querier().list_topics(topic, timeout=5.0)
+        except KafkaException:
+            return None
+        found = metadata.topics.get(topic)
+        return len(found.partitions) if found is not None and found.partitions else None
+
     def take_client_notices(self) -> int:
         return self._client_lines.take_notices()
 
@@ -203,7 +223,10 @@ class ConfluentSource:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._client_lines.group_forming = True
-        self._on_revoked([(tp.topic, tp.partition) for tp in partitions])
+        # Still this member's to commit: on this thread, before the group moves on.
+        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in partitions])
+        if uncommitted:
+            self._on_revoked_commit(uncommitted, self.commit(uncommitted))
 
     def poll(self, timeout_s: float) -> RecordBatch:
         consumer = self._group_consumer()
@@ -233,6 +256,7 @@ class ConfluentSource:
             {key: cast(int, ok[index].offset()) for key, index in first.items()},
             {key: cast(int, ok[index].offset()) + 1 for key, index in last.items()},
             lambda index: _record(ok[index]),
+            [(keys[0], 0)] if len(first) == 1 else partition_runs(keys),
         )
 
     def _message_error(self, message: Message) -> None:
@@ -256,6 +280,8 @@ class ConfluentSource:
         except KafkaException as error:
             self.log("commit_failed", level="warning", error=_name(error),
                      detail=_describe(error))
+            if _name(error) == "_FATAL" and self._fatal is None:
+                self._fatal = _describe(error)
             return False
         refused = [(tp, tp.error) for tp in committed if tp.error is not None]
         if refused:

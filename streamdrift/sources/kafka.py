@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -27,7 +27,13 @@ from streamdrift.config import KafkaConfig
 from streamdrift.errors import StreamdriftError
 from streamdrift.eventlog import EventLog
 from streamdrift.sources.clientlog import ClientLogHandler, route_client_logs
-from streamdrift.sources.records import EMPTY_BATCH, RecordBatch, dead_letter_headers
+from streamdrift.sources.records import (
+    EMPTY_BATCH,
+    RecordBatch,
+    RevokedCommitListener,
+    RevokedListener,
+    dead_letter_headers,
+)
 from streamdrift.sources.records import Partition as Partition  # re-exported
 from streamdrift.sources.records import PartitionsListener as PartitionsListener
 from streamdrift.sources.records import Record as Record
@@ -69,30 +75,66 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assigned: PartitionsListener, on_revoked: PartitionsListener,
-                 client_log: ClientLogHandler) -> None:
+def _runs(batches: dict[Any, list[Any]]) -> list[tuple[Partition, int]]:
+    """kafka-python hands a poll over partition by partition: one run each."""
+    runs: list[tuple[Partition, int]] = []
+    start = 0
+    for tp, records in batches.items():
+        if records:
+            runs.append(((tp.topic, tp.partition), start))
+            start += len(records)
+    return runs
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python 3 runs these on its IO thread, inside the event loop, while the
+    service's thread waits in poll(). A blocking commit would wait on the very loop it
+    blocks; awaiting the commit's future lets the loop send it, before the group moves
+    on: the revoked partitions' counted offsets are committed while this member still
+    owns them, and their next owner starts after them."""
+
+    def __init__(self, on_assigned: PartitionsListener, on_revoked: RevokedListener,
+                 on_revoked_commit: RevokedCommitListener, client_log: ClientLogHandler) -> None:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._on_revoked_commit = on_revoked_commit
         self._client_log = client_log
+        self.consumer: Any = None
 
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self._client_log.group_forming = True
-        self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+        if not uncommitted:
+            return
+        offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                   for (topic, partition), offset in uncommitted.items()}
+        try:
+            await self.consumer.commit_async(offsets)
+        except KafkaError:
+            self._on_revoked_commit(uncommitted, False)
+        else:
+            self._on_revoked_commit(uncommitted, True)
 
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+    async def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
+        # No longer this member's: a commit would be refused (its generation is gone).
+        self._client_log.group_forming = True
+        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in lost])
+        if uncommitted:
+            self._on_revoked_commit(uncommitted, False)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._client_log.group_forming = not assigned
         self._on_assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
 class KafkaSource:
     def __init__(self, config: KafkaConfig, log: EventLog, on_assigned: PartitionsListener,
-                 on_revoked: PartitionsListener) -> None:
+                 on_revoked: RevokedListener, on_revoked_commit: RevokedCommitListener) -> None:
         self.config = config
         self.log = log
         self._client_log = ClientLogHandler(log, _CONNECTION_LINES, _FORMING_LINES, _VARYING)
         route_client_logs("kafka", self._client_log)
-        self._listener = _Listener(on_assigned, on_revoked, self._client_log)
+        self._listener = _Listener(on_assigned, on_revoked, on_revoked_commit, self._client_log)
         self._consumer: Any = None
         self._producer: Any = None
         self._settings = client_settings(config)
@@ -140,6 +182,7 @@ class KafkaSource:
             else:
                 consumer.subscribe(topics=[self.config.topic], listener=self._listener)
             self._consumer = consumer
+            self._listener.consumer = consumer
             self._client_log.connecting = False
             self.log("kafka_connected", bootstrap=self.config.bootstrap_servers,
                      group=self.config.group_id,
@@ -154,6 +197,16 @@ class KafkaSource:
             return topic in self._consumer.topics()
         except KafkaError:
             return None
+
+    def fatal_error(self) -> str | None:
+        return None  # kafka-python recovers from everything it reports
+
+    def partition_count(self, topic: str) -> int | None:
+        try:
+            partitions = self._consumer.partitions_for_topic(topic)
+        except KafkaError:
+            return None
+        return len(partitions) if partitions else None
 
     def take_client_notices(self) -> int:
         return self._client_log.take_notices()
@@ -178,6 +231,7 @@ class KafkaSource:
             {(tp.topic, tp.partition): records[-1].offset + 1
              for tp, records in batches.items() if records},
             record_at,
+            _runs(batches),
         )
 
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from itertools import chain, count
+from typing import TypeVar
 
 Partition = tuple[str, int]
+PartitionKey = TypeVar("PartitionKey", bound=Hashable)
 
 DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 PartitionsListener = Callable[[list[Partition]], None]
+# Called with the revoked partitions; returns the offsets counted on them that the source
+# must commit itself before the group moves on (empty when the listener could commit them).
+RevokedListener = Callable[[list[Partition]], dict[Partition, int]]
+# Called with the offsets a source committed for a revoked listener, and whether it could.
+RevokedCommitListener = Callable[[dict[Partition, int], bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,8 @@ class RecordBatch:
     first_offsets: dict[Partition, int]
     next_offsets: dict[Partition, int]
     record: Callable[[int], Record]
+    # (partition, index of its first record) for each run of records of one partition.
+    runs: Sequence[tuple[Partition, int]] = ()
 
     def __len__(self) -> int:
         return len(self.values)
@@ -43,9 +54,25 @@ class RecordBatch:
     def only(self, indices: Sequence[int]) -> RecordBatch:
         """The records at ``indices``, in order; the offsets stay those of the whole poll."""
         values, timestamps, record = self.values, self.timestamps_ms, self.record
+        run_starts = [start for _, start in self.runs]
+        runs: list[tuple[Partition, int]] = []
+        for position, index in enumerate(indices if self.runs else ()):
+            partition = self.runs[bisect_right(run_starts, index) - 1][0]
+            if not runs or runs[-1][0] != partition:
+                runs.append((partition, position))
         return RecordBatch([values[i] for i in indices], [timestamps[i] for i in indices],
                            self.first_offsets, self.next_offsets,
-                           lambda index: record(indices[index]))
+                           lambda index: record(indices[index]), runs)
+
+
+def partition_runs(partitions: Sequence[PartitionKey]) -> list[tuple[PartitionKey, int]]:
+    """(partition, index of its first record) for each run of one partition.
+
+    >>> partition_runs([("t", 0), ("t", 0), ("t", 1), ("t", 0)])
+    [(('t', 0), 0), (('t', 1), 2), (('t', 0), 3)]
+    """
+    return [(partition, index) for index, partition, previous
+            in zip(count(), partitions, chain([None], partitions)) if partition != previous]
 
 
 EMPTY_BATCH = RecordBatch([], [], {}, {}, lambda index: Record("", 0, index, 0, None))

@@ -39,6 +39,7 @@ from streamdrift.baseline import load_baseline
 from streamdrift.cli import main as cli_main
 from streamdrift.config import load_config
 from streamdrift.monitor import DriftMonitor
+from streamdrift.sources.records import partition_runs
 from streamdrift.synthetic import DEMO_CONFIG_YAML, SyntheticStream
 
 T = TypeVar("T")
@@ -385,6 +386,8 @@ class ServiceProcess:
         try:
             return process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # the threads' stacks, into the log
+            time.sleep(1)
             process.kill()
             process.wait(timeout=10)
             raise AssertionError(f"{self} did not exit within {timeout_s:g}s of SIGTERM "
@@ -728,15 +731,19 @@ WINDOW_GAUGES = ("streamdrift_kl_divergence", "streamdrift_js_divergence", "stre
 
 
 def replayed_gauges(config: Path, counted: Sequence[Record],
-                    refilled: Sequence[Record] = (), baseline: Path | None = None
-                    ) -> dict[str, dict[str, float]]:
+                    refilled: Sequence[Record] = (), baseline: Path | None = None,
+                    partitions: int = 1) -> dict[str, dict[str, float]]:
     """The window gauges of an in-process monitor (the config's, on ``baseline`` or the
-    config's baseline file) given ``refilled`` back, then ``counted`` as new messages,
-    each in the order given."""
+    config's baseline file) with its window divided between ``partitions``, given
+    ``refilled`` back, then ``counted`` as new messages, each in the order given (each
+    partition's window is its own: only the order within a partition matters)."""
     loaded = load_config(config, environ={})
     monitor = DriftMonitor(loaded, load_baseline(baseline or loaded.baseline.path))
-    monitor.refill([r.value for r in refilled], [r.timestamp / 1000 for r in refilled])
-    monitor.process_payloads([r.value for r in counted], [r.timestamp / 1000 for r in counted])
+    monitor.set_partition_count(partitions)
+    for records, feed in ((refilled, monitor.refill), (counted, monitor.process_payloads)):
+        if records:
+            feed([r.value for r in records], [r.timestamp / 1000 for r in records],
+                 partition_runs([r.partition for r in records]))
 
     def number(value: float | None) -> float:
         return math.nan if value is None else float(value)

@@ -78,7 +78,7 @@ def _value(port: int, name: str, **labels: str) -> float | None:
 def _container_config(tmp_path: Path, bootstrap: str, topic: str, port: int) -> Path:
     """A folder to mount at /etc/streamdrift: config.yaml (demo features, the test broker,
     the metrics port) and baseline.json (the demo baseline), readable by the image's user."""
-    host_config, _ = setup_service(tmp_path, bootstrap, topic, window_size=10_000)
+    host_config, _ = setup_service(tmp_path, bootstrap, topic, window_size=30_000)
     folder = tmp_path / "etc"
     folder.mkdir()
     document = yaml.safe_load(host_config.read_text())

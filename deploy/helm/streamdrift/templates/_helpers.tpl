@@ -30,12 +30,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* Where the pod finds its files. */}}
 {{- define "streamdrift.baselinePath" -}}/etc/streamdrift/baseline/{{ .Values.baseline.key }}{{- end -}}
 {{- define "streamdrift.saslPasswordPath" -}}/etc/streamdrift/kafka-sasl/{{ .Values.kafkaAuth.saslPasswordSecret.key }}{{- end -}}
+{{- define "streamdrift.webConfigPath" -}}/etc/streamdrift/web-config/{{ .Values.metricsWebConfig.key }}{{- end -}}
 
 {{/* The config file: the user's map, with what the chart decides set over it. */}}
 {{- define "streamdrift.config" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $_ := set $config "baseline" (mergeOverwrite (deepCopy (default (dict) $config.baseline)) (dict "path" (include "streamdrift.baselinePath" .))) -}}
 {{- $_ := set $config "metrics" (mergeOverwrite (deepCopy (default (dict) $config.metrics)) (dict "port" .Values.metricsPort "bind_address" "0.0.0.0")) -}}
+{{- if .Values.metricsWebConfig.secret -}}
+{{- $_ := set $config "metrics" (mergeOverwrite $config.metrics (dict "web_config_file" (include "streamdrift.webConfigPath" .))) -}}
+{{- end -}}
 {{- if .Values.kafkaAuth.saslPasswordSecret.name -}}
 {{- $_ := set $config "kafka" (mergeOverwrite (deepCopy $config.kafka) (dict "sasl_password_file" (include "streamdrift.saslPasswordPath" .))) -}}
 {{- end -}}
