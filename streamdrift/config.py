@@ -526,7 +526,10 @@ class _Section:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.report(name, "must be a number", value)
             return default
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond a float's range
+            number = math.inf
         below = number < low if low_inclusive else number <= low
         if not math.isfinite(number) or below:
             self.report(name, f"must be a finite number {'>=' if low_inclusive else '>'} {low}",
@@ -565,6 +568,9 @@ class _Section:
                                           and not isinstance(item, bool)) for item in value):
             self.report(name, "must be a list of strings and numbers", value)
             return None
+        if any(isinstance(item, int) and not _fits_float(item) for item in value):
+            self.report(name, "must not hold a number beyond a float's range", value)
+            return None
         return tuple(float(item) if not isinstance(item, str) else item for item in value)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -589,6 +595,16 @@ class _Section:
                 self.problems.append(f"{self.key(name)} is not a known key")
             else:
                 self.report(name, "is not a known key", value)
+
+
+def _fits_float(number: int) -> bool:
+    """Whether an int converts to a float (Python's ints have no bound; floats stop near
+    1.8e308)."""
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
 
 
 def resolve_path(value: str | Path, base_dir: Path) -> Path:
@@ -741,8 +757,8 @@ def _parse_window(section: _Section) -> WindowConfig:
             duration_s = parse_duration_s(raw_size)
         except ValueError as error:
             section.report("size", f"must be a message count or a duration ({error})", raw_size)
-        if duration_s is not None and duration_s <= 0:
-            section.report("size", "must be a positive duration", raw_size)
+        if duration_s is not None and not 0 < duration_s < math.inf:
+            section.report("size", "must be a positive, finite duration", raw_size)
             duration_s = None
     elif isinstance(raw_size, int) and not isinstance(raw_size, bool) and raw_size >= 1:
         size = raw_size

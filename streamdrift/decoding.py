@@ -93,8 +93,22 @@ _NOT_JSON = object()
 
 
 def _decode_lenient(payload: bytes) -> Any:
-    """The stdlib parser, which also accepts NaN, Infinity and numbers too large for a float."""
+    """The stdlib parser, which also accepts NaN, Infinity and numbers too large for a float
+    (an integer too long for Python's ``int()`` reads as an infinite float)."""
     try:
-        return json.loads(payload)
+        return json.loads(payload, parse_int=_parse_int)
     except (ValueError, RecursionError):
         return _NOT_JSON
+
+
+def _parse_int(text: str) -> int | float:
+    """A JSON integer: an int, or a float (infinite) when it has more digits than ``int()``
+    converts (``sys.get_int_max_str_digits()``, 4,300 by default).
+
+    >>> _parse_int("-12"), _parse_int("9" * 5000)
+    (-12, inf)
+    """
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

@@ -150,12 +150,34 @@ def test_a_config_or_password_file_that_is_not_utf8_fails_clearly(tmp_path: Path
                          "kafka": {"sasl_password_file": "secret.bin"}})
 
 
-def test_a_config_nested_too_deeply_fails_clearly(tmp_path: Path):
-    # Found by fuzzing (tests/fuzz/corpus/config/nested-too-deeply): a RecursionError.
+def test_a_config_beyond_python_s_limits_fails_clearly(tmp_path: Path):
+    # Found by fuzzing (tests/fuzz/corpus/config/nested-too-deeply and
+    # integer-of-over-4300-digits): a RecursionError, and the ValueError of int() on a
+    # number too long for it.
     path = tmp_path / "deep.yaml"
     path.write_text("features:\n" + "  - " * 5000 + "x\n")
     with pytest.raises(ConfigError, match="is nested too deeply to be a config"):
         load_config(path)
+    path.write_text("features: [{name: x}]\nwindow: {panes: " + "1" * 5000 + "}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}:2:17: cannot read this as int")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"features": [{"name": "x", "threshold": 10**400}]},
+     "features[0].threshold must be a finite number > 0.0"),
+    ({"features": [{"name": "x", "missing_values": ["NA", -(10**400)]}]},
+     "features[0].missing_values must not hold a number beyond a float's range"),
+    ({"features": [{"name": "x"}], "window": {"size": "9" * 400 + "s", "panes": 1}},
+     "window.size must be a positive, finite duration"),
+])
+def test_numbers_beyond_a_float_s_range_are_refused(tmp_path: Path, document: dict[str, Any],
+                                                    message: str) -> None:
+    # Found after the fuzzer's OverflowError in the baseline loader, by the same kind of input
+    # (tests/fuzz/corpus/config/number-beyond-float-range, duration-beyond-float-range): an
+    # OverflowError at load, or at `streamdrift check` for the duration.
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _load(tmp_path, document)
 
 
 def test_the_decision_settings_default_to_auto_and_alpha_and_are_checked(tmp_path: Path):

@@ -25,3 +25,13 @@ def test_a_message_of_exactly_max_bytes_is_accepted():
     batch = MessageDecoder(max_bytes=len(payload)).decode([payload, payload + b" "])
     assert batch.positions == [0]
     assert batch.rejections == [(1, "oversized")]
+
+
+def test_an_integer_too_long_for_int_is_infinite_not_a_reason_to_refuse():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/integer-of-over-4300-digits-in-a-key-no-
+    # feature-reads): the typed decoder took such a message and the general path refused it
+    # as not JSON, since Python's int() stops at 4,300 digits.
+    payload = b'{"a": 1, "b": ' + b"7" * 5000 + b"}"
+    batch = MessageDecoder(10**6).decode([payload])
+    assert batch.positions == [0]
+    assert batch.objects[0]["b"] == float("inf")

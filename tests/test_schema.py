@@ -174,3 +174,14 @@ def test_a_message_that_is_not_utf8_is_refused_on_both_paths():
     for batch in ([bad], [good, bad], [good, bad, b""]):
         assert schema.decode(batch).rejections[:1] == [(batch.index(bad), "not_json")]
         _assert_same_as_general_path(SPECS, batch, 10_000)
+
+
+def test_an_integer_too_long_for_int_decodes_alike_on_both_paths():
+    # Found by fuzzing (tests/fuzz/corpus/decoding/integer-of-over-4300-digits-*).
+    huge = b"9" * 5000
+    batch = [b'{"tier": "gold", "noise": ' + huge + b"}", b'{"age": ' + huge + b"}",
+             b'{"tier": ' + huge + b"}"]
+    _assert_same_as_general_path(SPECS, batch, 10**6)
+    columns = MessageSchema(SPECS, max_bytes=10**6).decode(batch).columns
+    assert columns[2].status.tolist() == [1, 3, 1]  # age: missing, non-finite, missing
+    assert columns[3].status.tolist() == [0, 1, 2]  # tier: gold, missing, wrong type

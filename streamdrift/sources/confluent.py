@@ -129,7 +129,9 @@ class ConfluentSource:
         """librdkafka's errors outside a request. A refused connection is already a log line.
         A fatal one (a static member fenced by its own successor after a broker restart,
         say) leaves the consumer unusable for good."""
-        if error.fatal():
+        # librdkafka says a fatal error with the code _FATAL (the error itself is not always
+        # flagged fatal then).
+        if error.fatal() or error.code() == KafkaError._FATAL:
             self._fatal = f"{error.name()}: {error.str()}"
         if error.code() != KafkaError._TRANSPORT:
             self._client_log.log(logging.ERROR if error.fatal() else logging.WARNING,

@@ -138,6 +138,8 @@ class KafkaSource:
         self._consumer: Any = None
         self._producer: Any = None
         self._settings = client_settings(config)
+        # The last poll's failure, said once until a poll succeeds.
+        self._poll_failure: str | None = None
 
     # ---- group consumption -------------------------------------------------------------
 
@@ -212,7 +214,19 @@ class KafkaSource:
         return self._client_log.take_notices()
 
     def poll(self, timeout_s: float) -> RecordBatch:
-        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as error:
+            # kafka-python 3 raises from poll() what it meets finding the group coordinator
+            # (a refused connection while the brokers restart): the client reconnects on its
+            # own; the lag probe tells the service it is disconnected meanwhile.
+            failure = type(error).__name__
+            if failure != self._poll_failure:
+                self.log("poll_failed", level="warning", error=failure, detail=str(error))
+            self._poll_failure = failure
+            time.sleep(timeout_s)
+            return EMPTY_BATCH
+        self._poll_failure = None
         if not batches:
             return EMPTY_BATCH
         raw = [record for partition_records in batches.values()

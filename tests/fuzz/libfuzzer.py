@@ -74,7 +74,7 @@ class FuzzRun:
 
 
 def run_target(target: str, runs: int, seed: int, work_dir: Path,
-               timeout_s: float | None = None, input_timeout_s: int = 20) -> FuzzRun:
+               timeout_s: float | None = None, input_timeout_s: int = 120) -> FuzzRun:
     """Fuzz ``target`` for ``runs`` inputs (the seeds and kept findings included) with
     libFuzzer's random seed ``seed``, in ``work_dir`` (scratch corpus, findings)."""
     corpus = work_dir / "corpus"

@@ -384,8 +384,9 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "config": config,
     "baseline": baseline,
 }
-# The longest input the fuzzer makes per target: a few messages, a config file, a baseline.
-MAX_LEN = {"decoding": 8192, "config": 8192, "baseline": 8192}
+# The longest input the fuzzer makes per target: a batch of messages, a config file (PyYAML
+# takes seconds on some of 8 KiB), a baseline.
+MAX_LEN = {"decoding": 8192, "config": 4096, "baseline": 8192}
 
 
 # ---- seeds and dictionaries ---------------------------------------------------------------
@@ -426,6 +427,16 @@ input: {max_message_bytes: 4096, missing_values: [NA, -999]}
 divergence: {min_samples: 500, alpha: 0.01}
 metrics: {tls_certfile: metrics.pem, tls_keyfile: metrics.key}
 service: {refill: false, log_format: json}
+"""
+    # Whole numbers where the settings are read as floats, as people write them.
+    yield b"""\
+features:
+  - {name: a, threshold: 1, missing_values: [0, -1]}
+window: {size: 1h, panes: 60}
+baseline: {smoothing: 1}
+divergence: {threshold: 2, alpha: 0}
+kafka: {connect_timeout_s: 5, session_timeout_s: 10}
+service: {publish_interval_s: 1, lag_interval_s: 5, commit_interval_s: 0}
 """
     yield b"""\
 defaults: &defaults {type: numeric, bins: 5}
