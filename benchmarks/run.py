@@ -578,6 +578,21 @@ def plot(in_process: list[InProcess], end_to_end: list[EndToEnd], path: Path) ->
 
 # ---- RESULTS.md ----------------------------------------------------------------------------
 
+FUZZ_START, FUZZ_END = "<!-- fuzz:start -->", "<!-- fuzz:end -->"
+
+
+def keep_fuzz_block(previous: str, regenerated: str) -> str:
+    """``regenerated`` with the fuzz block of ``previous`` (benchmarks/fuzz.py) carried
+    over at its end, if it had one.
+
+    >>> keep_fuzz_block("x <!-- fuzz:start -->1M<!-- fuzz:end --> y", "# new\n")
+    '# new\n\n## Fuzzing\n\n<!-- fuzz:start -->1M<!-- fuzz:end -->\n'
+    """
+    if FUZZ_START not in previous or FUZZ_END not in previous or FUZZ_START in regenerated:
+        return regenerated
+    block = FUZZ_START + previous.split(FUZZ_START, 1)[1].split(FUZZ_END, 1)[0] + FUZZ_END
+    return regenerated.rstrip("\n") + "\n\n## Fuzzing\n\n" + block + "\n"
+
 def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: float,
                      in_process: list[InProcess], end_to_end: list[EndToEnd],
                      memory: dict[str, Any] | None, found: list[Target], profiles: str,
@@ -846,8 +861,10 @@ def main(argv: list[str] | None = None) -> int:
         generated = results_markdown(command, plan, info, seconds, in_process, end_to_end,
                                      memory, found, profiles, previous_analysis(results),
                                      startup_samples)
-        # The soak's block (benchmarks/soak.py) is kept as it was.
-        results.write_text(soak.keep_block(previous, generated), encoding="utf-8")
+        # The soak's and the fuzzer's blocks (benchmarks/soak.py, benchmarks/fuzz.py) are
+        # kept as they were.
+        results.write_text(keep_fuzz_block(previous, soak.keep_block(previous, generated)),
+                           encoding="utf-8")
         say(f"wrote {results.relative_to(REPO)} and benchmarks/throughput.png")
     agreed = all(r.agreement.ok(KL_TOLERANCE) for r in in_process)
     return 0 if agreed else 1

@@ -47,6 +47,8 @@ from streamdrift.sources.records import (
 POLL_TIMEOUT_S = 0.5
 # The exit code when the Kafka client is unusable for good (EX_TEMPFAIL): start it again.
 EXIT_CLIENT_FATAL = 75
+# How long the worker has to notice a fatal client error itself before the main thread exits.
+FATAL_GRACE_S = 5.0
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -116,8 +118,16 @@ class DriftService:
             worker.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        fatal_since: float | None = None
         while worker.is_alive():
             worker.join(0.5)
+            # librdkafka can keep the worker inside consume() for good once it has said a
+            # fatal error: the main thread, which only waits, leaves for it.
+            fatal = self.source.fatal_error() if self.source is not None else None
+            if fatal is not None:
+                fatal_since = fatal_since if fatal_since is not None else time.monotonic()
+                if time.monotonic() - fatal_since >= FATAL_GRACE_S:
+                    self._exit_on_fatal(fatal)
         if "error" in outcome:
             raise outcome["error"]
         code: int = outcome["code"]
@@ -165,10 +175,12 @@ class DriftService:
                 # The counters shown are those of committed offsets: a publish commits
                 # first, and a commit is published at once (see _commit_pending).
                 if self._pending and (due or now - last_commit >= service.commit_interval_s):
-                    due = not self._commit_pending()
+                    # Refused: nothing is published until a commit goes through (with no
+                    # broker there is little to consume anyway).
+                    self._commit_pending()
                     last_commit = now
                     last_publish = now
-                if due:  # nothing to commit, or the brokers refused: the gauges move on
+                elif due:  # nothing to commit
                     self.publish()
                     last_publish = now
                 if self.reload_requested.is_set() or (
@@ -325,12 +337,13 @@ class DriftService:
         """The counted offsets of revoked partitions were committed, or could not be: then
         whoever gets those partitions reads the messages again from the committed offset.
         This process skips the ones it counted; another counts them again, which the next
-        assignment tells (``_take_assignments``). Published at once either way (the
+        assignment tells (``_take_assignments``). Published at once when committed (the
         counters follow the commits)."""
         if not committed:
             for key, offset in offsets.items():
                 self._uncommitted_at_revocation[key] = max(
                     0, offset - self._handover_from.get(key, offset))
+            return  # shown with the next commit that goes through
         self.publish()
 
     def _on_assigned(self, partitions: list[Partition]) -> None:

@@ -113,9 +113,7 @@ class WindowedHistogram:
     @property
     def counts(self) -> IntArray:
         """The window totals per slot (read-only view)."""
-        view = self._counts.view()
-        view.flags.writeable = False
-        return view
+        return _read_only(self._counts)
 
     def pane_counts(self, pane_id: int) -> IntArray:
         """The counts of one pane still in the window (zeros for a pane outside it)."""
@@ -228,9 +226,7 @@ class PartitionedWindow:
     @property
     def counts(self) -> IntArray:
         """The window totals per slot, all partitions (read-only view)."""
-        view = self._counts.view()
-        view.flags.writeable = False
-        return view
+        return _read_only(self._counts)
 
     @property
     def late(self) -> int:
@@ -314,3 +310,10 @@ class PartitionedWindow:
     def _notify(self, delta: IntArray) -> None:
         for listener in self.window_listeners:
             listener(self._counts, delta)
+
+
+def _read_only(counts: IntArray) -> IntArray:
+    """A view of ``counts`` that callers cannot write through."""
+    view = counts.view()
+    view.flags.writeable = False
+    return view
