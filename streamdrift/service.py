@@ -319,8 +319,12 @@ class DriftService:
     # committed before the group moves on, by the service on its own thread, else by the
     # source (returned to it).
 
-    def _on_revoked(self, partitions: list[Partition]) -> dict[Partition, int]:
-        if partitions:  # a group forming revokes nothing, often: not worth a line
+    def _on_revoked(self, partitions: list[Partition], lost: bool = False,
+                    ) -> dict[Partition, int]:
+        # (a group forming revokes nothing, often: not worth a line)
+        if partitions and lost:
+            self.log("partitions_lost", partitions=_names(partitions))
+        elif partitions:
             self.log("partitions_revoked", partitions=_names(partitions))
         revoked = {key: self._pending.pop(key) for key in partitions if key in self._pending}
         for key in partitions:
@@ -328,6 +332,9 @@ class DriftService:
             if key in revoked and start is not None:
                 self._handover_from[key] = start
         self._revocations.append(list(partitions))
+        if revoked and lost:  # no longer this member's to commit: see the sources
+            self._on_revoked_commit(revoked, False)
+            return {}
         if revoked and threading.current_thread() is self._worker and self.source is not None:
             self._on_revoked_commit(revoked, self.source.commit(revoked))
             return {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_pat
     # Revoked off the service's thread (kafka-python): the offsets go to the source to
     # commit, which could not (say, the member had lost them); then partition 0 comes back
     # and the client resumes from its committed offset.
-    uncommitted = service._on_revoked([(TOPIC, 0), (TOPIC, 1)])
+    uncommitted = service._on_revoked([(TOPIC, 0), (TOPIC, 1)], False)
     assert uncommitted == {(TOPIC, 0): 100, (TOPIC, 1): 40}
     service._on_revoked_commit(uncommitted, False)
     service._on_assigned([(TOPIC, 0)])
@@ -97,3 +98,42 @@ def test_without_a_rebalance_nothing_is_skipped(tmp_path: Path):
     service._process(_batch(0, range(0, 10)))
     assert service.monitor.messages == 110
     assert "records_delivered_again" not in log.getvalue()
+
+
+class _CommitRecorder:
+    """The part of a source that a revocation on the service's thread uses."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[Partition, int]] = []
+
+    def commit(self, offsets: dict[Partition, int]) -> bool:
+        self.commits.append(dict(offsets))
+        return True
+
+
+
+def test_lost_partitions_are_not_committed_and_their_messages_are_handed_over(tmp_path: Path):
+    """On the service's thread (confluent-kafka's callbacks) a revocation commits at once;
+    partitions lost with an expired session are not committed (refused, and fatal to a static
+    member with librdkafka): their next owner counts those messages again, said and
+    counted apart."""
+    service, log = _service(tmp_path)
+    source = _CommitRecorder()
+    service.source = source  # type: ignore[assignment]
+    service._worker = threading.current_thread()
+    service._process(_batch(0, range(0, 100)))
+    service._process(_batch(1, range(0, 40)))
+
+    assert service._on_revoked([(TOPIC, 0)], False) == {}
+    assert source.commits == [{(TOPIC, 0): 100}]
+    assert service._on_revoked([(TOPIC, 1)], True) == {}
+    assert source.commits == [{(TOPIC, 0): 100}]  # none for the lost one
+    assert "event=partitions_revoked partitions=events-0" in log.getvalue()
+    assert "event=partitions_lost partitions=events-1" in log.getvalue()
+
+    service.source = None  # the assignment below, as without a broker
+    service._on_assigned([(TOPIC, 0)])  # partition 1 went elsewhere
+    service._take_assignments()
+    assert "event=revoked_offsets_not_committed partitions=events-1 messages=40" in \
+        log.getvalue()
+    assert service.status.handed_over_uncommitted == 40

@@ -41,7 +41,7 @@ def _ignore(partitions: list[Partition]) -> None:
     pass
 
 
-def _none_to_commit(partitions: list[Partition]) -> dict[Partition, int]:
+def _none_to_commit(partitions: list[Partition], lost: bool) -> dict[Partition, int]:
     return {}
 
 
@@ -232,3 +232,22 @@ def test_confluent_poll_skips_errors_and_returns_records(tmp_path: Path):
     assert len(lines) == 1, lines
     assert "level=warning event=kafka_client logger=rdkafka" in lines[0]
     assert "UNKNOWN_TOPIC_OR_PART" in lines[0]
+
+
+def test_confluent_a_fatal_error_among_the_messages_makes_the_source_fatal(tmp_path: Path):
+    """After a broker restart librdkafka can say that a static member was fenced as a
+    message of consume() (code _FATAL), not through error_cb: the service must see it."""
+    config = _load(tmp_path, {"client": "confluent"})
+    source = _source(config)
+    source._consumer = _FakeConsumer([
+        Message(topic="t", partition=1, offset=5, value=b'{"x": 1}', timestamp=(1, 1234)),
+        Message(error=KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer "
+                                 "fenced by other consumer with same group.instance.id")),
+    ])
+    assert source.fatal_error() is None
+    batch = source.poll(0.25)
+    assert list(batch.values) == [b'{"x": 1}']
+    fatal = source.fatal_error()
+    assert fatal is not None
+    assert fatal.startswith("_FATAL")
+    assert "fenced" in fatal

@@ -176,7 +176,7 @@ class ConfluentSource:
             return False
         try:
             consumer.subscribe(subscription(self.config), on_assign=self._assigned,
-                               on_revoke=self._revoked)
+                               on_revoke=self._revoked, on_lost=self._lost)
         except KafkaException as error:  # only a pattern librdkafka cannot compile gets here
             consumer.close()
             raise StreamdriftError(f"kafka.topic_pattern {self.config.topic_pattern!r}: "
@@ -226,9 +226,17 @@ class ConfluentSource:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._client_lines.group_forming = True
         # Still this member's to commit: on this thread, before the group moves on.
-        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in partitions])
+        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in partitions], False)
         if uncommitted:
             self._on_revoked_commit(uncommitted, self.commit(uncommitted))
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The session expired (a broker away longer than session_timeout_s): the partitions
+        # may be another member's already. A commit would be refused, and a static member's
+        # refusal is fatal to librdkafka ("fenced by other consumer with same
+        # group.instance.id", its own successor): none is tried.
+        self._client_lines.group_forming = True
+        self._on_revoked([(tp.topic, tp.partition) for tp in partitions], True)
 
     def poll(self, timeout_s: float) -> RecordBatch:
         consumer = self._group_consumer()
@@ -265,6 +273,10 @@ class ConfluentSource:
         error = message.error()
         if error is None or error.code() == KafkaError._PARTITION_EOF:
             return
+        # A fatal error (a static member fenced after a broker restart) can come as a
+        # message of consume() rather than through error_cb.
+        if (error.fatal() or error.code() == KafkaError._FATAL) and self._fatal is None:
+            self._fatal = f"{error.name()}: {error.str()}"
         self._client_log.log(logging.ERROR if error.fatal() else logging.WARNING,
                              "%s: %s (topic %s, partition %s)", error.name(), error.str(),
                              message.topic(), message.partition())

@@ -103,7 +103,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self._client_log.group_forming = True
-        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in revoked], False)
         if not uncommitted:
             return
         offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
@@ -118,9 +118,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
         # No longer this member's: a commit would be refused (its generation is gone).
         self._client_log.group_forming = True
-        uncommitted = self._on_revoked([(tp.topic, tp.partition) for tp in lost])
-        if uncommitted:
-            self._on_revoked_commit(uncommitted, False)
+        self._on_revoked([(tp.topic, tp.partition) for tp in lost], True)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._client_log.group_forming = not assigned

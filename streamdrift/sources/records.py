@@ -13,9 +13,11 @@ PartitionKey = TypeVar("PartitionKey", bound=Hashable)
 
 DEAD_LETTER_REASON_HEADER = "streamdrift-reason"
 PartitionsListener = Callable[[list[Partition]], None]
-# Called with the revoked partitions; returns the offsets counted on them that the source
-# must commit itself before the group moves on (empty when the listener could commit them).
-RevokedListener = Callable[[list[Partition]], dict[Partition, int]]
+# Called with the revoked partitions and whether they were lost (the member's session
+# expired: no longer its to commit); returns the offsets counted on them that the source
+# must commit itself before the group moves on (empty when the listener could commit them,
+# or when they were lost).
+RevokedListener = Callable[[list[Partition], bool], dict[Partition, int]]
 # Called with the offsets a source committed for a revoked listener, and whether it could.
 RevokedCommitListener = Callable[[dict[Partition, int], bool], None]
 

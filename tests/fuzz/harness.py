@@ -57,9 +57,11 @@ def fault_kind(error: BaseException) -> str:
 
 def recorded(target: Callable[[bytes], None], folder: Path) -> Callable[[bytes], None]:
     """``target``, with the faults it raises written to ``folder`` instead of ending the
-    run."""
+    run, counted with those of earlier processes of the same run."""
     folder.mkdir(parents=True, exist_ok=True)
-    counts: Counter[str] = Counter()
+    summary = folder / "summary.json"
+    counts: Counter[str] = Counter(
+        json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {})
 
     def run(data: bytes) -> None:
         try:
@@ -74,8 +76,7 @@ def recorded(target: Callable[[bytes], None], folder: Path) -> Callable[[bytes],
                     f"{kind}\n\n{traceback.format_exc()}", encoding="utf-8")
                 print(f"FINDING {kind}: {folder / name}", flush=True)
             # libFuzzer ends the process without Python's exit handlers: keep it current.
-            (folder / "summary.json").write_text(json.dumps(counts, indent=1),
-                                                 encoding="utf-8")
+            summary.write_text(json.dumps(counts, indent=1), encoding="utf-8")
 
     return run
 
