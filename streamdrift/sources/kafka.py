@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import FencedInstanceIdError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamdrift.config import KafkaConfig
@@ -138,6 +138,7 @@ class KafkaSource:
         self._settings = client_settings(config)
         # The last poll's failure, said once until a poll succeeds.
         self._poll_failure: str | None = None
+        self._fatal: str | None = None
 
     # ---- group consumption -------------------------------------------------------------
 
@@ -199,7 +200,15 @@ class KafkaSource:
             return None
 
     def fatal_error(self) -> str | None:
-        return None  # kafka-python recovers from everything it reports
+        return self._fatal
+
+    def _note_fatal(self, error: KafkaError) -> None:
+        # A static member fenced by another with the same kafka.group_instance_id: its
+        # heartbeats stop and every commit is refused from then on (it goes on fetching).
+        if isinstance(error, FencedInstanceIdError) and self._fatal is None:
+            self._fatal = (f"FencedInstanceIdError: another consumer joined group "
+                           f"{self.config.group_id!r} with group_instance_id "
+                           f"{self.config.group_instance_id!r}")
 
     def partition_count(self, topic: str) -> int | None:
         try:
@@ -215,6 +224,7 @@ class KafkaSource:
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
         except KafkaError as error:
+            self._note_fatal(error)
             # kafka-python 3 raises from poll() what it meets finding the group coordinator
             # (a refused connection while the brokers restart): the client reconnects on its
             # own; the lag probe tells the service it is disconnected meanwhile.
@@ -259,6 +269,7 @@ class KafkaSource:
         except KafkaError as error:
             self.log("commit_failed", level="warning", error=type(error).__name__,
                      detail=str(error))
+            self._note_fatal(error)
             return False
         return True
 

@@ -485,3 +485,35 @@ def test_static_membership_lets_a_replica_restart_without_a_rebalance(
     assert second.log_text() == second_log_before or not re.search(
         r"event=partitions_(revoked|assigned)", second.log_text()[len(second_log_before):])
     assert second.value("streamdrift_assigned_partitions") == 2
+
+
+def test_two_replicas_given_one_static_member_id_the_fenced_one_exits_75(
+        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
+        service_factory: ServiceFactory, kafka_client: str) -> None:
+    """A misconfiguration (two pods given one ``kafka.group_instance_id``): the broker fences
+    the older member, whose client can neither consume nor commit again. It says so
+    (``kafka_fatal``) and exits with code 75 for its supervisor, rather than sitting idle
+    and ready; the newer one consumes."""
+    topic = topic_factory(partitions=2)
+    config, port = setup_service(tmp_path, bootstrap, topic, window_size=5000,
+                                 client=kafka_client)
+    produce(bootstrap, topic, demo_messages(config, 500))
+    first = service_factory(config, port, env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "same"})
+    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 2, 60,
+                     what="both partitions for the first replica")
+    second_port = free_port()
+    second = service_factory(config, second_port,
+                             env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "same",
+                                  "STREAMDRIFT_METRICS_PORT": str(second_port)})
+    second.wait_until(lambda: second.value("streamdrift_assigned_partitions") == 2, 60,
+                      what="both partitions for the newer replica")
+    # Something to commit once fenced: kafka-python's fenced member goes on fetching, and
+    # learns it is fenced from the refused commit (librdkafka says so at once).
+    produce(bootstrap, topic, demo_messages(config, 200))
+    code = wait_until(lambda: first.returncode, 90, what="the fenced replica leaving")
+    assert code == 75, first.log_tail()
+    fatal = re.findall(r"event=kafka_fatal .*", first.log_text())
+    assert len(fatal) == 1, first.log_tail()
+    assert "enced" in fatal[0], fatal[0]  # FENCED_INSTANCE_ID / FencedInstanceIdError
+    assert second.running
+    wait_counted(second, 200)  # the new ones, which the fenced one could not commit
