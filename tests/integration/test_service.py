@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     FEATURES,
     REPO,
     ServiceFactory,
+    ServiceProcess,
     Trickle,
     assert_gauges_equal,
     build_demo_baseline,
@@ -445,6 +446,21 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
     assert service.terminate(timeout_s=60) == 130
 
 
+def _static_replicas(service_factory: ServiceFactory, config: Path, port: int,
+                     ids: tuple[str, str], partitions: int,
+                     ) -> tuple[ServiceProcess, ServiceProcess]:
+    """Two replicas with static member ids (from the environment, as a StatefulSet sets
+    them): the second starts once the first holds all ``partitions``."""
+    first = service_factory(config, port, env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": ids[0]})
+    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == partitions, 60,
+                     what=f"all {partitions} partitions for the first replica")
+    second_port = free_port()
+    second = service_factory(config, second_port,
+                             env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": ids[1],
+                                  "STREAMDRIFT_METRICS_PORT": str(second_port)})
+    return first, second
+
+
 def test_static_membership_lets_a_replica_restart_without_a_rebalance(
         tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str],
         service_factory: ServiceFactory, kafka_client: str) -> None:
@@ -456,13 +472,7 @@ def test_static_membership_lets_a_replica_restart_without_a_rebalance(
                                  client=kafka_client,
                                  extra={"kafka": {"session_timeout_s": 45}})
     produce(bootstrap, topic, demo_messages(config, 2000))
-    first = service_factory(config, port, env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "a"})
-    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 4, 60,
-                     what="all four partitions for the first replica")
-    second_port = free_port()
-    second = service_factory(config, second_port,
-                             env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "b",
-                                  "STREAMDRIFT_METRICS_PORT": str(second_port)})
+    first, second = _static_replicas(service_factory, config, port, ("a", "b"), 4)
     first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 2, 60,
                      what="two partitions for the first replica")
     second.wait_until(lambda: second.value("streamdrift_assigned_partitions") == 2, 60,
@@ -498,13 +508,7 @@ def test_two_replicas_given_one_static_member_id_the_fenced_one_exits_75(
     config, port = setup_service(tmp_path, bootstrap, topic, window_size=5000,
                                  client=kafka_client)
     produce(bootstrap, topic, demo_messages(config, 500))
-    first = service_factory(config, port, env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "same"})
-    first.wait_until(lambda: first.value("streamdrift_assigned_partitions") == 2, 60,
-                     what="both partitions for the first replica")
-    second_port = free_port()
-    second = service_factory(config, second_port,
-                             env={"STREAMDRIFT_KAFKA_GROUP_INSTANCE_ID": "same",
-                                  "STREAMDRIFT_METRICS_PORT": str(second_port)})
+    first, second = _static_replicas(service_factory, config, port, ("same", "same"), 2)
     second.wait_until(lambda: second.value("streamdrift_assigned_partitions") == 2, 60,
                       what="both partitions for the newer replica")
     # Something to commit once fenced: kafka-python's fenced member goes on fetching, and
