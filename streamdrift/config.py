@@ -367,12 +367,13 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key repeated in one mapping is an error rather than
     the last value silently winning, and that a value Python cannot make (``2024-02-30``,
-    ``!!int ten``) is an error at its place rather than Python's exception."""
+    ``!!int ten``, ``!!int`` on nothing) is an error at its place rather than Python's
+    exception."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, TypeError, AttributeError, OverflowError) as error:
+        except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as error:
             kind = str(node.tag).rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read this as {kind} ({error})", node.start_mark) from None

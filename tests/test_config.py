@@ -237,6 +237,10 @@ def test_missing_values_are_per_feature_then_global_then_by_type(tmp_path: Path)
      "2:15: cannot read this as int (invalid literal for int() with base 10: 'type')"),
     ("features: [{name: x}]\nservice: !!set refill\n",
      "2:10: expected a mapping node, but found scalar"),
+    # Found by the long fuzz run (tests/fuzz/corpus/config/int-tag-on-nothing): PyYAML
+    # indexes the empty text of an !!int with nothing after it, an IndexError.
+    ("features: [{name: x}]\nwindow: {!!int : 100}\n",
+     "2:10: cannot read this as int (string index out of range)"),
 ])
 def test_yaml_mistakes_name_the_file_line_and_column(tmp_path: Path, text: str,
                                                      message: str) -> None:
