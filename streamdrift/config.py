@@ -583,7 +583,7 @@ class _Section:
 
     def optional_path(self, name: str, base_dir: Path) -> Path | None:
         value = self.optional_text(name)
-        return None if value is None else resolve_path(value, base_dir)
+        return None if value is None else resolve_path(value, base_dir, self.key(name))
 
     def reject_unknown(self) -> None:
         for name in sorted(set(self.mapping) - self.seen, key=str):
@@ -608,9 +608,16 @@ def _fits_float(number: int) -> bool:
     return True
 
 
-def resolve_path(value: str | Path, base_dir: Path) -> Path:
-    """An absolute path, with a relative one taken against ``base_dir`` (the config's folder)."""
-    path = Path(value).expanduser()
+def resolve_path(value: str | Path, base_dir: Path, key: str = "a path") -> Path:
+    """An absolute path, with a relative one taken against ``base_dir`` (the config's folder)
+    and ``~`` or ``~user`` expanded; a ``~user`` with no home directory is a ``ConfigError``
+    naming ``key``."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        user = str(value).split("/", 1)[0]
+        raise ConfigError(f"{key} {str(value)!r}: {user} names no home directory on this "
+                          "machine") from None
     return path if path.is_absolute() else base_dir / path
 
 
@@ -788,7 +795,7 @@ def _parse_baseline(section: _Section, base_dir: Path) -> BaselineConfig:
     defaults = BaselineConfig()
     path_text = section.text("path", str(defaults.path))
     baseline = BaselineConfig(
-        path=resolve_path(path_text, base_dir),
+        path=resolve_path(path_text, base_dir, "baseline.path"),
         bins=section.integer("bins", defaults.bins, 1, MAX_BINS),
         max_categories=section.integer("max_categories", defaults.max_categories, 1, 100_000),
         smoothing=section.number("smoothing", defaults.smoothing, 0.0, low_inclusive=False),
@@ -997,7 +1004,7 @@ def _parse_web_tls(raw: object, base_dir: Path, problems: list[str]) -> WebTLSCo
         if not isinstance(value, str) or not value.strip():
             problems.append(f"tls_server_config.{key} must be a file name")
             return None
-        path = resolve_path(value, base_dir)
+        path = resolve_path(value, base_dir, f"tls_server_config.{key}")
         if not path.is_file():
             problems.append(f"tls_server_config.{key} {path} is not a readable file")
         return path

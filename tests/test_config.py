@@ -340,3 +340,16 @@ def test_the_kswin_detector_that_loads_also_builds(tmp_path: Path) -> None:
     config = _load(tmp_path, {"features": [{"name": "x"}], "detector": {
         "method": "kswin", "params": {"window_size": 50, "stat_size": 49}}})
     assert make_detector(config.detector) is not None
+
+
+def test_a_home_directory_that_does_not_exist_is_named_with_its_key(tmp_path: Path) -> None:
+    # Found by the long fuzz run (tests/fuzz/corpus/config/home-of-no-user): pathlib raises
+    # RuntimeError for "~user" when there is no such user.
+    path = tmp_path / "config.yaml"
+    path.write_text("features: [{name: x}]\n"
+                    "metrics: {tls_keyfile: ~streamdrift-no-such-user/key.pem}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == ("metrics.tls_keyfile '~streamdrift-no-such-user/key.pem': "
+                                 "~streamdrift-no-such-user names no home directory on this "
+                                 "machine")
