@@ -9,6 +9,7 @@ The test runs its own broker (deploy/local/kafka on free ports): it restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -212,7 +213,10 @@ class Replica:
                                      what=f"{self.name} counting after {after}")
             except AssertionError:
                 self.process.send_signal(signal.SIGUSR1)
-                time.sleep(1)
+                # The stacks end with the thread that handled the signal ("Current thread").
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda: "Current thread" in self.process.log_text(), 10,
+                               interval_s=0.1, what=f"{self.name}'s thread stacks")
                 raise AssertionError(f"{self.name} stopped counting after {after}:\n"
                                      f"{self.process.log_tail(200)}") from None
             if outcome == "moved":
