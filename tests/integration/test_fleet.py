@@ -323,28 +323,47 @@ def test_a_fleet_counts_every_message_once_and_agrees_with_one_consumer(
         return sum(replica.assigned for replica in live) == PARTITIONS and solo.assigned == \
             PARTITIONS
 
+    def agree_at(at: float, after: str) -> None:
+        """Every feature's fleet KL at evaluation time ``at`` within tolerance of one
+        consumer's, which sees the drift; else an AssertionError saying what differs."""
+        fleet, one = fleet_prometheus.kl(at), solo_prometheus.kl(at)
+        assert one, f"after {after}, at {at:.1f}: no KL from one consumer (fleet: {fleet})"
+        assert set(fleet) == set(one), (
+            f"after {after}, at {at:.1f}: features {sorted(fleet)} in the fleet, "
+            f"{sorted(one)} for one consumer")
+        for feature, expected in one.items():
+            tolerance = RELATIVE_TOLERANCE * max(expected, THRESHOLD)
+            assert abs(fleet[feature] - expected) <= tolerance, (
+                f"after {after}, at {at:.1f}: {feature} fleet KL {fleet[feature]:.5f}, "
+                f"one consumer's {expected:.5f}")
+        assert all(one[name] > THRESHOLD for name in DRIFTED), (
+            f"after {after}, at {at:.1f}: one consumer's KL {one}, no drift in {DRIFTED}")
+
     def fleet_agrees(after: str) -> None:
-        """Once the disturbance has left the fleet window: at five evaluation times, every
-        feature's fleet KL within tolerance of one consumer's, with either client."""
+        """Once the disturbance has left the fleet window: at five evaluation times two
+        seconds apart, every feature's fleet KL within tolerance of one consumer's, with
+        either client. Polled over the latest five such times until they all agree; after a
+        generous deadline the test fails with the last difference seen."""
         wait_until(settled, 120, interval_s=0.5, what=f"every partition held after {after}")
         for replica in [*live, solo]:
             replica.wait_counting(after)
         # Once all of them count and commit again their gauges are current: the partitions
         # seen held above can be those of before a rebalance that was still going on.
         wait_until(settled, 120, interval_s=0.5, what=f"every partition held after {after}")
-        time.sleep(FLEET_WINDOW_S + 4)
-        for _ in range(5):
-            at = time.time() - 2
-            fleet, one = fleet_prometheus.kl(at), solo_prometheus.kl(at)
-            assert one, (after, fleet, one)
-            assert set(fleet) == set(one), (after, fleet, one)
-            for feature, expected in one.items():
-                tolerance = RELATIVE_TOLERANCE * max(expected, THRESHOLD)
-                assert abs(fleet[feature] - expected) <= tolerance, (
-                    f"after {after}: {feature} fleet KL {fleet[feature]:.5f}, one consumer's "
-                    f"{expected:.5f}")
-            assert all(one[name] > THRESHOLD for name in DRIFTED), one
-            time.sleep(2)
+        # The first evaluation time whose fleet window holds nothing from before this point
+        # (with two seconds for the last scrape and rule evaluation).
+        clear_from = time.time() + FLEET_WINDOW_S + 2
+
+        def five_agree() -> bool:
+            times = [time.time() - 2 * k for k in range(5, 0, -1)]
+            if times[0] < clear_from:
+                return False  # the disturbance is still in the fleet window
+            for at in times:
+                agree_at(at, after)
+            return True
+
+        wait_until(five_agree, FLEET_WINDOW_S + 120, interval_s=1.0,
+                   what=f"the fleet KL to agree with one consumer's after {after}")
         checks.append(after)
 
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -432,18 +434,32 @@ def test_a_topic_pattern_and_a_changed_baseline_file(
 def test_a_second_ctrl_c_exits_at_once(tmp_path: Path,
                                        service_factory: ServiceFactory) -> None:
     # kafka-python's first connection attempt cannot be interrupted: a first Ctrl+C during
-    # it is honoured only when it ends (here after 300 s), a second one at once.
-    config, port = setup_service(tmp_path, f"127.0.0.1:{free_port()}", "nowhere",
-                                 extra={"kafka": {"connect_timeout_s": 300}})
-    service = service_factory(config, port)
-    service.wait_until(lambda: "event=started" in service.log_text(), 60,
-                       what="the service started, its first connection attempt under way")
-    time.sleep(1.0)  # into the attempt: it starts right after the "started" line
-    service.send_signal(signal.SIGINT)
-    service.wait_until(lambda: "event=stopping" in service.log_text(), 60,
-                       what="the first Ctrl+C seen")
-    service.send_signal(signal.SIGINT)
-    assert service.terminate(timeout_s=60) == 130
+    # it is honoured only when it ends (here after 300 s), a second one at once. The
+    # "broker" accepts connections and never answers: once the service has connected to
+    # it, its first attempt is under way.
+    with socket.create_server(("127.0.0.1", 0)) as broker:
+        broker.setblocking(False)
+        config, port = setup_service(tmp_path, f"127.0.0.1:{broker.getsockname()[1]}",
+                                     "nowhere", extra={"kafka": {"connect_timeout_s": 300}})
+        service = service_factory(config, port)
+        accepted: list[socket.socket] = []
+
+        def connected() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                accepted.append(broker.accept()[0])
+            return bool(accepted)
+
+        try:
+            service.wait_until(connected, 60,
+                               what="the service's first connection attempt to the broker")
+            service.send_signal(signal.SIGINT)
+            service.wait_until(lambda: "event=stopping" in service.log_text(), 60,
+                               what="the first Ctrl+C seen")
+            service.send_signal(signal.SIGINT)
+            assert service.terminate(timeout_s=60) == 130
+        finally:
+            for connection in accepted:
+                connection.close()
 
 
 def _static_replicas(service_factory: ServiceFactory, config: Path, port: int,
