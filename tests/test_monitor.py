@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pytest
@@ -279,6 +280,132 @@ def test_a_new_baseline_with_other_bins_is_refused_and_changes_nothing():
     assert not monitor.swap_baseline(other)
     assert monitor.baseline is old
     assert _divergences(monitor.report()) == before
+
+
+class _Record(NamedTuple):
+    """A message as Kafka keeps it: partition, offset, Kafka timestamp, value."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    value: bytes
+
+
+def _topic(payloads: list[bytes], first_ms: int, seed: int, partitions: int, chunk: int,
+           offsets: dict[int, int]) -> list[list[_Record]]:
+    """``payloads`` as polls of ``chunk`` messages each from one partition picked at random
+    (so that every partition holds a whole number of chunks), 100 ms apart."""
+    rng = np.random.default_rng(seed)
+    polls = []
+    for start in range(0, len(payloads), chunk):
+        partition = int(rng.integers(partitions))
+        poll = [_Record(partition, offsets.get(partition, 0) + i,
+                        first_ms + (start + i) * 100, payload)
+                for i, payload in enumerate(payloads[start:start + chunk])]
+        offsets[partition] = poll[-1].offset + 1
+        polls.append(poll)
+    return polls
+
+
+def _process(monitor: DriftMonitor, records: Sequence[_Record], refill: bool = False
+             ) -> None:
+    """Hand ``records`` to ``monitor`` as the service does: Kafka timestamps in seconds,
+    one run per partition."""
+    runs = [(record.partition, index) for index, record in enumerate(records)
+            if index == 0 or records[index - 1].partition != record.partition]
+    method = monitor.refill if refill else monitor.process_payloads
+    method([record.value for record in records],
+           [record.timestamp_ms / 1000.0 for record in records], runs)
+
+
+def _reload_with_other_bins(running: DriftMonitor, baseline: Baseline,
+                            read: Sequence[_Record]) -> DriftMonitor:
+    """The service's reload of a baseline whose bins differ (``Service._reload``,
+    ``_replace_monitor`` and ``_refill``): ``swap_baseline`` refuses it, a new monitor on it
+    takes the running one's partition count, and is refilled, without counting, with what
+    the service reads back from Kafka below the committed offsets (here every message
+    ``read``): each partition's last ``partition_window_size`` messages (a count window),
+    or those from the start of the oldest pane of a window that ends at the newest of them
+    (a time window); partition by partition, in offset order."""
+    before = running.report()
+    assert not running.swap_baseline(baseline, "new.json")
+    assert running.baseline is not baseline
+    assert _divergences(running.report()) == _divergences(before)
+    replaced = DriftMonitor(running.config, baseline, "new.json")
+    replaced.set_partition_count(running.partition_count)
+    history = sorted(read, key=lambda record: (record.partition, record.offset))
+    share = replaced.partition_window_size
+    if share is not None:
+        history = [record for partition in sorted({r.partition for r in history})
+                   for record in [r for r in history if r.partition == partition][-share:]]
+    else:
+        window = running.config.window
+        assert window.duration_s is not None
+        pane_s = window.duration_s / window.panes
+        newest_s = max(record.timestamp_ms for record in history) / 1000.0
+        since_ms = math.floor((math.floor(newest_s / pane_s) - window.panes + 1)
+                              * pane_s * 1000.0)
+        history = [record for record in history if record.timestamp_ms >= since_ms]
+    _process(replaced, history, refill=True)
+    return replaced
+
+
+@pytest.mark.parametrize("window", [{"size": 240, "panes": 4}, {"size": "8s", "panes": 4}],
+                         ids=["count", "time"])
+def test_a_new_baseline_with_other_bins_rebins_the_window_like_a_fresh_monitor_on_it(window):
+    """After a reload with new bins the window holds the same messages, binned by the new
+    baseline: KL, JS, PSI, p-value, status and window counts equal those of a monitor
+    built on the new baseline that read the whole stream, then and as the window slides
+    on; the running totals start again with the messages after the reload."""
+    config = _config(window=window)
+    old, new = _baseline(config), _baseline(config, seed=11)
+    assert not old["amount"].same_bins(new["amount"])
+    offsets: dict[int, int] = {}
+    # Polls of 20 messages, a pane of a partition's count window (240 / 3 partitions / 4
+    # panes): a partition's window is then exactly its last 80 messages, which the service
+    # reads back, as it is for the monitor that read everything.
+    polls = _topic(_stream(800, seed=3), 0, seed=4, partitions=3, chunk=20,
+                   offsets=offsets)
+    later = _topic(_stream(300, seed=5, shift=9.0), 80_000, seed=6, partitions=3, chunk=20,
+                   offsets=offsets)
+    running = DriftMonitor(config, old)
+    fresh = DriftMonitor(config, new)
+    for monitor in (running, fresh):
+        monitor.set_partition_count(3)
+        for poll in polls:
+            _process(monitor, poll)
+    assert running.report().window_messages < 800  # the window has slid
+
+    replaced = _reload_with_other_bins(running, new, [r for poll in polls for r in poll])
+    report, expected = replaced.report(), fresh.report()
+    assert report.baseline_hash == new.content_hash()
+    assert report.window_messages == expected.window_messages
+    # A partition none of whose messages is left in a time window is not read back: shown
+    # by the fresh monitor with 0 messages, by the refilled one not at all.
+    assert report.partition_messages == {
+        partition: count for partition, count in expected.partition_messages.items() if count}
+    _assert_same_divergences(_divergences(report), _divergences(expected))
+    assert report.messages == 0
+    assert all(sum(feature.bin_totals) == 0 for feature in report.features.values())
+    # Re-binned: the window's amounts counted in the new bins (the old ones differ).
+    assert report.features["amount"].window_counts != \
+        running.report().features["amount"].window_counts
+    assert report.features["amount"].status != "insufficient_data"
+
+    counted_after = DriftMonitor(config, new)
+    counted_after.set_partition_count(3)
+    for poll in later:  # the window slides on past the refilled messages
+        _process(replaced, poll)
+        _process(fresh, poll)
+        _process(counted_after, poll)
+        _assert_same_divergences(_divergences(replaced.report()),
+                                 _divergences(fresh.report()))
+        assert replaced.report().window_messages == fresh.report().window_messages
+    after = replaced.report()
+    assert after.messages == 300
+    assert {name: f.bin_totals for name, f in after.features.items()} == {
+        name: f.bin_totals for name, f in counted_after.report().features.items()}
+    assert after.features["amount"].status == "drift"
 
 
 def test_event_time_window_uses_the_time_field_and_counts_late_and_bad_times():
