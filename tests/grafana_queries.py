@@ -18,7 +18,12 @@ import yaml
 
 DASHBOARD = Path("deploy/grafana/dashboards/streamdrift.json")
 ALERTS = Path("deploy/grafana/provisioning/alerting/streamdrift-alerts.yml")
+# The provisioned data source: the alert rules name it, the dashboard's data source
+# variable (a "datasource" variable, not a query: nothing here for Prometheus) defaults to
+# it, and every panel and query variable of the dashboard refers to that variable.
 DATASOURCE_UID = "streamdrift-prometheus"
+DATASOURCE_VARIABLE = "datasource"
+DASHBOARD_DATASOURCE = {"type": "prometheus", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
 
 # What each Grafana variable stands for in a test against job "streamdrift". Multi-value
 # variables become the regex of their "All" value.

@@ -3,6 +3,7 @@ the Prometheus alerts, and every PromQL expression in them valid."""
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,14 @@ import pytest
 import yaml
 
 from streamdrift.rules import RuleParameters, alerting_rules, value_conditions
-from tests.grafana_queries import ALERTS, DASHBOARD, DATASOURCE_UID, grafana_queries
+from tests.grafana_queries import (
+    ALERTS,
+    DASHBOARD,
+    DASHBOARD_DATASOURCE,
+    DATASOURCE_UID,
+    DATASOURCE_VARIABLE,
+    grafana_queries,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"
@@ -90,18 +98,44 @@ def test_dashboard_identity(dashboard):
     assert dashboard["annotations"]["list"], "the built-in annotation list is missing"
 
 
-def test_every_panel_and_target_uses_the_streamdrift_datasource(dashboard):
+def test_every_panel_and_target_uses_the_datasource_variable(dashboard):
+    """No panel names a data source uid: a Grafana whose Prometheus has another uid than
+    the provisioned one (kube-prometheus-stack's is "prometheus") picks it in the variable."""
     panels = [panel for panel in all_panels(dashboard["panels"]) if panel["type"] != "row"]
     assert len(panels) >= 15
     for panel in panels:
         where = f"panel {panel.get('title')!r}"
-        assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+        assert panel["datasource"] == DASHBOARD_DATASOURCE, where
         assert panel["targets"], f"{where} has no target"
         ref_ids = [target["refId"] for target in panel["targets"]]
         assert len(set(ref_ids)) == len(ref_ids), where
         for target in panel["targets"]:
-            assert target["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+            assert target["datasource"] == DASHBOARD_DATASOURCE, where
             assert target["expr"].strip(), f"{where} target {target['refId']} has no expr"
+    # The provisioned uid appears once: as the variable's default.
+    text = json.dumps(dashboard)
+    assert text.count(DATASOURCE_UID) == 1, "a data source uid outside the variable"
+
+
+def test_the_datasource_variable_defaults_to_the_provisioned_datasource(dashboard):
+    variables = dashboard["templating"]["list"]
+    # First: the query variables use it.
+    datasource = variables[0]
+    assert datasource["name"] == DATASOURCE_VARIABLE
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    assert datasource["multi"] is False
+    assert datasource["includeAll"] is False
+    assert datasource["current"]["value"] == DATASOURCE_UID
+    provisioned = yaml.safe_load((GRAFANA / GENERATED[2]).read_text(encoding="utf-8"))
+    [source] = provisioned["datasources"]
+    assert (datasource["current"]["value"], datasource["current"]["text"]) == (
+        source["uid"], source["name"])
+    # Every ${...} data source reference of the dashboard names a variable it defines.
+    names = {variable["name"] for variable in variables}
+    references = re.findall(r'"uid": "\$\{(\w+)\}"', json.dumps(dashboard))
+    assert references
+    assert set(references) <= names
 
 
 def test_panel_ids_unique_and_positioned(dashboard):
@@ -128,8 +162,8 @@ def test_template_variables(dashboard):
     for name in ("instance", "feature"):
         assert variables[name]["multi"] is True
         assert variables[name]["includeAll"] is True
-    for variable in variables.values():
-        assert variable["datasource"]["uid"] == DATASOURCE_UID
+    for name in ("job", "instance", "feature"):
+        assert variables[name]["datasource"] == DASHBOARD_DATASOURCE, name
 
 
 def test_dashboard_covers_the_service_metrics(dashboard):
@@ -288,6 +322,8 @@ def test_grafana_queries_cover_every_target_and_rule(dashboard, alerts):
             if query["datasourceUid"] != "__expr__":
                 assert f"alert rule {rule['title']!r} query {query['refId']}" in places
     assert len(queries) >= len(targets) + len(alerts["groups"][0]["rules"])
+    # The data source variable lists data sources: it has no PromQL.
+    assert f"dashboard variable {DATASOURCE_VARIABLE!r}" not in places
     exprs = [expr for _, expr in queries]
     for where, expr in queries:
         assert "$" not in expr, where

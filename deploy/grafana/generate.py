@@ -10,6 +10,12 @@ it rewrites, under ``deploy/grafana/``:
 - ``provisioning/datasources/streamdrift.yml``: the Prometheus data source they all query;
 - ``provisioning/dashboards/streamdrift.yml``: the provider that loads the dashboard.
 
+The dashboard's panels and variables query the data source chosen in its ``datasource``
+variable (any Prometheus data source; by default the provisioned one, uid
+``streamdrift-prometheus``), so that it also works in a Grafana whose Prometheus has
+another uid (kube-prometheus-stack's is ``prometheus``). Grafana-managed alert rules cannot
+use dashboard variables: they name the provisioned data source's uid.
+
 ``tests/test_grafana.py`` regenerates everything into a temporary directory and fails when
 the committed files differ, so edit this script rather than the files.
 
@@ -81,7 +87,12 @@ ALERTS_FILE = Path("provisioning/alerting/streamdrift-alerts.yml")
 DATASOURCE_FILE = Path("provisioning/datasources/streamdrift.yml")
 PROVIDER_FILE = Path("provisioning/dashboards/streamdrift.yml")
 
-DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+# The dashboard's data source variable, and the reference its panels and queries use.
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus",
+                                           uid=f"${{{DATASOURCE_VARIABLE}}}")
+# Alert rules cannot use a dashboard variable: they name the provisioned data source.
+ALERT_DATASOURCE = dashboard_model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 EXPRESSIONS = dashboard_model.DataSourceRef(type_val="__expr__", uid="__expr__")
 
 # Alert rules: value, its last value, threshold (the condition), Prometheus' $value.
@@ -224,6 +235,17 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
     ids: Iterator[int] = itertools.count(1)
     per_instance = "{{feature}} @ {{instance}}"
 
+    datasource = (dashboard_builder.DatasourceVariable(DATASOURCE_VARIABLE)
+                  .label("Data source")
+                  .description("The Prometheus that scrapes streamdrift and loads its "
+                               "recording rules")
+                  .type("prometheus")
+                  # The provisioned data source; where Grafana has none with this uid
+                  # (kube-prometheus-stack's is "prometheus"), it picks a Prometheus of
+                  # its own.
+                  .current(dashboard_model.VariableOption(selected=True,
+                                                          text=DATASOURCE_NAME,
+                                                          value=DATASOURCE_UID)))
     job = (dashboard_builder.QueryVariable("job")
            .label("job")
            .description("Prometheus job that scrapes streamdrift")
@@ -258,7 +280,7 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                            .hide(True)
                            .icon_color("rgba(0, 211, 255, 1)")
                            .type("dashboard"))
-               .variables([job, instance, feature]))
+               .variables([datasource, job, instance, feature]))
 
     # Service state.
     builder = (builder
@@ -689,7 +711,7 @@ def instant_query(ref_id: str, expr: str) -> alerting_builder.Query:
             .model(prometheus_builder.Dataquery()
                    .ref_id(ref_id)
                    .expr(expr)
-                   .datasource(DATASOURCE)
+                   .datasource(ALERT_DATASOURCE)
                    .editor_mode(prometheus_model.QueryEditorMode.CODE)
                    .instant()))
 
@@ -801,8 +823,9 @@ def datasource_yaml() -> str:
     header = (f"# {GENERATED_BY}\n"
               "# The Prometheus that scrapes streamdrift (job \"streamdrift\") and loads\n"
               "# deploy/prometheus/streamdrift-rules.yml. Change `url` to your Prometheus;\n"
-              "# keep `uid`: the dashboard and the alert rules refer to it. timeInterval is\n"
-              "# the scrape interval, the floor of $__interval and $__rate_interval.\n")
+              "# keep `uid`: the alert rules refer to it, and the dashboard's `datasource`\n"
+              "# variable picks it by default. timeInterval is the scrape interval, the\n"
+              "# floor of $__interval and $__rate_interval.\n")
     document = {"apiVersion": 1, "datasources": [{
         "name": DATASOURCE_NAME,
         "uid": DATASOURCE_UID,
