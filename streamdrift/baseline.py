@@ -58,7 +58,9 @@ class FeatureBaseline:
     minimum: float | None = None
     maximum: float | None = None
     # Per numeric bin: the one value all its reference values share, or None (a range, or
-    # unknown for a file written without it). Labels only: never used in a divergence.
+    # unknown for a file written without it). Never used in a divergence nor in a label (a
+    # window value may fall anywhere in the bin): ``produce`` sends it, ``baseline diff``
+    # projects the bin as that point.
     single_values: tuple[float | None, ...] = ()
     # Whether every reference value is a whole number (a count, an age in years): what a
     # synthetic producer must send to look like the reference.
@@ -93,20 +95,27 @@ class FeatureBaseline:
 
     @cached_property
     def bin_labels(self) -> tuple[str, ...]:
-        r"""A readable name for every bin, in bin order.
+        r"""A readable name for every bin, in bin order, true of any value that falls in it
+        (a window's as well as the reference's), and unique within the feature.
 
-        Numeric: ``< e0``, ``[e0, e1)``, ..., ``>= e_last`` from the edges, or the value
-        itself where every reference value of the bin is that one value. Categorical: the
-        category (control characters escaped), then ``other`` (``other (unlisted)`` when a
-        category is itself called ``other``).
+        Numeric: ``< e0``, ``[e0, e1)``, ..., ``>= e_last`` from the edges. The first and
+        last bins keep their open ends even where the reference held a single value there,
+        since any smaller or larger value falls in them; a middle bin is a range even where
+        the reference held one value in it, since other values between its edges fall in it
+        too. The one exception: for a feature whose reference values are all whole numbers
+        (``integral``), a middle bin whose range holds a single whole number, ``[n, m)`` with
+        ``n`` whole and ``m <= n + 1``, is labelled ``n``. Edges are written with six
+        significant digits, or more where six would make two of them look the same.
+        Categorical: the category (control characters escaped), then ``other`` (``other
+        (unlisted)`` when a category is itself called ``other``).
 
         >>> age = FeatureBaseline("age", "numeric", np.array([5, 5, 5]),
         ...                       np.array([0.3, 0.3, 0.4]), edges=np.array([18.0, 40.5]))
         >>> age.bin_labels
         ('< 18', '[18, 40.5)', '>= 40.5')
-        >>> FeatureBaseline("kids", "numeric", np.array([5, 5]), np.array([0.5, 0.5]),
-        ...                 edges=np.array([1.0]), single_values=(0.0, None)).bin_labels
-        ('0', '>= 1')
+        >>> FeatureBaseline("kids", "numeric", np.ones(5, dtype=np.int64), np.full(5, 0.2),
+        ...                 edges=np.array([1.0, 2.0, 3.0, 7.0]), integral=True).bin_labels
+        ('< 1', '1', '2', '[3, 7)', '>= 7')
         >>> FeatureBaseline("plan", "categorical", np.array([5, 5, 0]),
         ...                 np.array([0.45, 0.45, 0.1]), categories=("pro", "a\tb")).bin_labels
         ('pro', 'a\\tb', 'other')
@@ -115,16 +124,17 @@ class FeatureBaseline:
             names = [_printable(category) for category in self.categories]
             other = "other (unlisted)" if "other" in self.categories else "other"
             return (*names, other)
-        edges = [format_number(edge) for edge in self.edges.tolist()]
-        if not edges:
-            labels = ["all values"]
-        else:
-            labels = [f"< {edges[0]}",
-                      *(f"[{low}, {high})" for low, high in itertools.pairwise(edges)),
-                      f">= {edges[-1]}"]
-        for index, value in enumerate(self.single_values):
-            if value is not None and index < len(labels):
-                labels[index] = format_number(value)
+        if not len(self.edges):
+            return ("all values",)
+        edges = self.edges.tolist()
+        texts = format_edges(edges)
+        labels = [f"< {texts[0]}",
+                  *(f"[{low}, {high})" for low, high in itertools.pairwise(texts)),
+                  f">= {texts[-1]}"]
+        if self.integral:
+            for index, (low, high) in enumerate(itertools.pairwise(edges), start=1):
+                if low.is_integer() and high <= low + 1:
+                    labels[index] = texts[index - 1]
         return tuple(labels)
 
     def same_bins(self, other: FeatureBaseline) -> bool:
@@ -300,16 +310,43 @@ def _single_values(values: npt.NDArray[np.float64], slots: npt.NDArray[np.int64]
                  for a, b in zip(low.tolist(), high.tolist(), strict=True))
 
 
-def format_number(value: float) -> str:
-    """A number as a person reads it: an integer without decimals, else six significant
-    digits.
+def format_number(value: float, digits: int = 6) -> str:
+    """A number as a person reads it: an integer without decimals; else ``digits``
+    significant digits, in plain notation (its whole part in full) from 0.0001 to 10**15,
+    in scientific notation beyond.
 
     >>> format_number(88.0), format_number(12.5), format_number(0.1 + 0.2), format_number(-1e-7)
     ('88', '12.5', '0.3', '-1e-07')
+    >>> format_number(1700000123.25), format_number(1700000123.25, 12), format_number(-0.25)
+    ('1700000123', '1700000123.25', '-0.25')
     """
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
-    return f"{value:.6g}"
+    if not 1e-4 <= abs(value) < 1e15:
+        return f"{value:.{digits}g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_edges(edges: Sequence[float]) -> list[str]:
+    """Strictly increasing edges written with the fewest significant digits, six at least,
+    that keep them all apart: six for most features, more for values spread narrowly around
+    a large number (epoch seconds). Failing that, the shortest text that reads back as the
+    same float, which tells any two floats apart.
+
+    >>> format_edges([12.5, 88.0])
+    ['12.5', '88']
+    >>> format_edges([1700000000.5, 1700000060.25, 1700000120.0])
+    ['1700000000', '1700000060', '1700000120']
+    >>> format_edges([1700000000.25, 1700000000.5, 1700000001.0])
+    ['1700000000.2', '1700000000.5', '1700000001']
+    """
+    for digits in range(6, 18):
+        texts = [format_number(edge, digits) for edge in edges]
+        if len(set(texts)) == len(texts):
+            return texts
+    return [repr(float(edge)) for edge in edges]
 
 
 def _printable(text: str) -> str:

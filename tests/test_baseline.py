@@ -29,7 +29,7 @@ from streamdrift.baseline import (
     check_baseline_fits,
     describe_baseline,
     diff_baselines,
-    format_number,
+    format_edges,
     load_baseline,
     parse_baseline,
     project_onto,
@@ -571,22 +571,21 @@ def test_a_saved_baseline_is_readable_by_other_users(tmp_path: Path):
 
 # ---- bin labels -------------------------------------------------------------------------------
 
-def test_numeric_labels_are_ranges_with_open_ends_and_single_values_where_they_are():
+def _range_labels(edges: list[float]) -> tuple[str, ...]:
+    texts = format_edges(edges)
+    return (f"< {texts[0]}", *(f"[{a}, {b})" for a, b in itertools.pairwise(texts)),
+            f">= {texts[-1]}")
+
+
+def test_numeric_labels_are_ranges_with_open_ends_even_where_the_reference_held_one_value():
     spec = FeatureSpec("x", ("x",), "numeric")
-    # Integers 0-3 (one bin per value) then a long tail, so that both kinds of bin appear.
+    # 0 and 1 (one bin each, holding one value) then a long tail, not whole numbers.
     values = [0.0] * 50 + [1.0] * 30 + [2.5, 3.5, 7.25, 12.0, 99.0] * 10
     feature = build_feature_baseline(spec, numeric_column(values), 4, 50, 0.5)
-    edges = [format_number(e) for e in feature.edges.tolist()]
-    labels = feature.bin_labels
-    assert len(labels) == feature.n_bins
-    assert labels[0] == "0"  # every reference value of the first bin is 0
-    last = feature.single_values[-1]
-    assert labels[-1] == (f">= {edges[-1]}" if last is None else format_number(last))
-    for index in range(1, feature.n_bins - 1):
-        single = feature.single_values[index]
-        expected = format_number(single) if single is not None else \
-            f"[{edges[index - 1]}, {edges[index]})"
-        assert labels[index] == expected
+    assert not feature.integral
+    assert feature.single_values[0] == 0.0  # the reference's first bin held 0 only
+    assert feature.bin_labels == _range_labels(feature.edges.tolist())
+    assert feature.bin_labels[0] == "< 1"
     # An oracle for the single values: the bins' distinct reference values.
     slots = np.searchsorted(feature.edges, values, side="right")
     for index in range(feature.n_bins):
@@ -595,27 +594,99 @@ def test_numeric_labels_are_ranges_with_open_ends_and_single_values_where_they_a
                                                 else None)
 
 
+def test_a_bin_that_held_one_value_is_labelled_for_the_window_values_it_takes():
+    """kids 0, 1, 2, 3, 4, 7.5, 12: one value per bin in the reference, but a window's 20
+    falls in the last bin, -1 in the first and 9 in [7.5, 12): every label must hold."""
+    spec = FeatureSpec("kids", ("kids",), "numeric")
+    feature = build_feature_baseline(spec, numeric_column([0, 1, 2, 3, 4, 7.5, 12] * 5),
+                                     20, 50, 0.5)
+    assert all(value is not None for value in feature.single_values)
+    labels = feature.bin_labels
+    assert labels == ("< 1", "[1, 2)", "[2, 3)", "[3, 4)", "[4, 7.5)", "[7.5, 12)", ">= 12")
+    window = feature.bin(numeric_column([-1, 0, 9, 12, 20]))
+    assert [labels[i] for i in window.tolist()] == [
+        "< 1", "< 1", "[7.5, 12)", ">= 12", ">= 12"]
+
+
+def test_a_whole_number_feature_names_the_one_whole_number_of_a_middle_bin():
+    spec = FeatureSpec("kids", ("kids",), "numeric")
+    feature = build_feature_baseline(spec, numeric_column([0, 1, 2, 3, 4, 7, 12] * 5),
+                                     20, 50, 0.5)
+    assert feature.integral
+    # [1, 2) holds the one whole number 1; [4, 7) holds 4, 5 and 6; the ends stay open.
+    assert feature.bin_labels == ("< 1", "1", "2", "3", "[4, 7)", "[7, 12)", ">= 12")
+    # Edges written by hand need not be whole: [1.5, 2.5) holds the one whole number 2,
+    # but only a whole-number edge is named, so it stays a range.
+    by_hand = FeatureBaseline("k", "numeric", np.ones(4, dtype=np.int64), np.full(4, 0.25),
+                              edges=np.array([1.0, 1.5, 2.5]), integral=True)
+    assert by_hand.bin_labels == ("< 1", "1", "[1.5, 2.5)", ">= 2.5")
+    # Without integral (a file written before it, or fractional values) a bin is a range.
+    ranges = dataclasses.replace(feature, integral=False)
+    assert ranges.bin_labels == _range_labels(feature.edges.tolist())
+
+
 def test_labels_of_a_file_without_single_values_are_ranges(tmp_path: Path):
     document = _document()
     document["features"]["x"].pop("single_values", None)
     path = tmp_path / "b.json"
     path.write_text(json.dumps(document))
     labels = load_baseline(path)["x"].bin_labels
-    edges = [format_number(e) for e in document["features"]["x"]["edges"]]
-    assert labels == (f"< {edges[0]}",
-                      *(f"[{a}, {b})" for a, b in itertools.pairwise(edges)),
-                      f">= {edges[-1]}")
+    assert labels == _range_labels(document["features"]["x"]["edges"])
 
 
-def test_single_values_survive_the_file(tmp_path: Path):
+def test_single_values_and_labels_survive_the_file(tmp_path: Path):
     spec = FeatureSpec("kids", ("kids",), "numeric")
     feature = build_feature_baseline(spec, numeric_column([0, 0, 1, 2, 2, 2, 3]), 20, 50, 0.5)
     baseline = Baseline({"kids": feature}, "t", "s", 0.5)
     save_baseline(baseline, tmp_path / "b.json")
     loaded = load_baseline(tmp_path / "b.json")["kids"]
-    assert loaded.bin_labels == ("0", "1", "2", "3") == feature.bin_labels
+    assert loaded.bin_labels == ("< 1", "1", "2", ">= 3") == feature.bin_labels
     assert json.loads((tmp_path / "b.json").read_text())["features"]["kids"][
         "single_values"] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_labels_of_large_narrowly_spread_numbers_tell_the_edges_apart():
+    """Epoch seconds around 1.7e9 with 20 bins: six significant digits would write every
+    edge 1.7e+09, and the dashboard joins bins by label."""
+    rng = np.random.default_rng(5)
+    spec = FeatureSpec("t", ("t",), "numeric")
+    for spread in (86_400.0, 30.0, 0.5):
+        values = (1.7e9 + rng.uniform(0, spread, 4000)).tolist()
+        feature = build_feature_baseline(spec, numeric_column(values), 20, 50, 0.5)
+        labels = feature.bin_labels
+        assert feature.n_bins == 20
+        assert len(set(labels)) == len(labels)
+        assert not any("e+" in label for label in labels)
+        assert labels[0].startswith("< 17")
+        assert labels[-1].startswith(">= 17")
+    assert format_edges([1700000000.25, 1700000000.5, 1700000001.0]) == [
+        "1700000000.2", "1700000000.5", "1700000001"]
+    assert format_edges([0.1, 0.10000001, 12.5]) == ["0.1", "0.10000001", "12.5"]
+
+
+_EDGES = st.lists(st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True),
+                  min_size=1, max_size=30, unique=True).map(sorted)
+
+
+@given(_EDGES, st.booleans())
+def test_labels_are_unique_for_any_edges(edges, integral):
+    edges = sorted(set(edges))  # -0.0 and 0.0 are one edge
+    feature = FeatureBaseline("x", "numeric", np.ones(len(edges) + 1, dtype=np.int64),
+                              np.full(len(edges) + 1, 1 / (len(edges) + 1)),
+                              edges=np.array(edges), integral=integral)
+    labels = feature.bin_labels
+    assert len(labels) == feature.n_bins
+    assert len(set(labels)) == len(labels)
+    texts = format_edges(edges)
+    assert len(set(texts)) == len(texts)
+    assert all(float(text) == pytest.approx(edge, rel=1e-5, abs=1e-300)
+               for text, edge in zip(texts, edges, strict=True))
+
+
+@given(st.floats(-1e6, 1e6), st.floats(1e-9, 1e3), st.integers(2, 40))
+def test_labels_are_unique_for_narrow_edges_around_any_number(center, step, count):
+    edges = sorted({center + step * index for index in range(count)})
+    assert len(set(format_edges(edges))) == len(edges)
 
 
 def test_integral_and_std_survive_the_file(tmp_path: Path):
