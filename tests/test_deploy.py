@@ -210,12 +210,31 @@ def test_the_chart_s_generated_files_equal_a_fresh_render():
             f"{path.relative_to(REPO)} is stale: run python deploy/helm/generate_files.py")
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = (expression["key"], expression["operator"],
+                                 expression.get("values", []))
+        holds = {"In": key in labels and labels[key] in values,
+                 "NotIn": key not in labels or labels[key] not in values,
+                 "Exists": key in labels,
+                 "DoesNotExist": key not in labels}[operator]
+        if not holds:
+            return False
+    return True
+
+
 def test_the_service_monitor_scrapes_the_service_as_job_streamdrift():
     kinds = by_kind(render(VALUES["everything"]))
     (monitor,) = kinds["ServiceMonitor"]
-    (service,) = kinds["Service"]
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    # It selects the metrics Service and not the StatefulSet's headless one (the same pods:
+    # every replica would be scraped twice).
+    selected = [service for service in kinds["Service"]
+                if _selects(monitor["spec"]["selector"], service["metadata"]["labels"])]
+    (service,) = selected
+    assert service["spec"].get("clusterIP") != "None"
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in [port["name"] for port in service["spec"]["ports"]]
     assert endpoint["path"] == "/metrics"
@@ -228,6 +247,22 @@ def test_the_service_monitor_scrapes_the_service_as_job_streamdrift():
     (dashboard,) = [c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-dashboard")]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["streamdrift.json"])["uid"] == "streamdrift"
+
+
+def test_the_stateful_set_is_governed_by_a_headless_service():
+    kinds = by_kind(render(VALUES["everything"]))
+    (statefulset,) = kinds["StatefulSet"]
+    services = {service["metadata"]["name"]: service for service in kinds["Service"]}
+    governing = services[statefulset["spec"]["serviceName"]]
+    assert governing["spec"]["clusterIP"] == "None"
+    # Each pod's DNS name exists from its start, ready or not.
+    assert governing["spec"]["publishNotReadyAddresses"] is True
+    assert governing["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
+    assert _selects(statefulset["spec"]["selector"],
+                    statefulset["spec"]["template"]["metadata"]["labels"])
+    # A Deployment has no headless Service: one Service, with a cluster IP.
+    (service,) = by_kind(render(VALUES["defaults"]))["Service"]
+    assert "clusterIP" not in service["spec"]
 
 
 @pytest.mark.parametrize("values", list(VALUES))

@@ -42,7 +42,8 @@ def test_the_readme_is_short() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 150, f"README.md has {len(lines)} lines: move detail to docs/"
     headings = [line for line in lines if line.startswith("## ")]
-    assert headings == ["## Prerequisites", "## Use it on your data", "## Learn more"]
+    assert headings == ["## Prerequisites", "## Use it on your data", "## Deploy",
+                        "## Learn more"]
 
 
 def _load_generator() -> ModuleType:

@@ -7,6 +7,11 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The StatefulSet's headless Service: the release's name, cut to leave room for the suffix. */}}
+{{- define "streamdrift.headlessServiceName" -}}
+{{- printf "%s-headless" (include "streamdrift.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "streamdrift.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
