@@ -2,7 +2,10 @@
 every feature), and when each feature was first flagged.
 
 ``Timeline`` is a pane observer of a ``DriftMonitor`` (``monitor.pane_observers``);
-``write_timeline`` writes its points as CSV or JSON lines, by the file's suffix.
+``write_timeline`` writes its points as CSV or JSON lines, by the file's suffix. The time of
+a point is the end of the pane for a duration window; for a count window whose messages
+carry a time (``window.time_field``), a ``MessageClock`` gives the time of the last message
+read.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from streamdrift.config import TimeUnit
 from streamdrift.errors import InputError
-from streamdrift.monitor import DriftReport, PaneSnapshot
+from streamdrift.monitor import DriftReport, PaneSnapshot, event_times_s
 
 TIMELINE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 
@@ -53,19 +58,101 @@ class FirstFlag:
     event_time: str | None
 
 
+# How far back from a pane's close a MessageClock looks for a message with a readable time.
+CLOCK_LOOKBACK = 100
+
+
+class MessageClock:
+    """The times of the messages of a count window: from ``time_field`` in the message when
+    it is set, else from the record timestamps handed with the messages (a file of Kafka
+    records has them), as a duration window would take them.
+
+    A count window does not read times, so the replay hands each batch of messages to the
+    clock before the monitor counts it (``batch``), and a timeline asks it the time after
+    ``messages`` messages (``time_of``): the time of that message, or of the nearest one
+    before it that has a usable time (up to ``CLOCK_LOOKBACK`` back), else None. Only the
+    messages asked about are decoded.
+
+    >>> clock = MessageClock(("meta", "ts"), "s")
+    >>> clock.batch(0, [b'{"meta": {"ts": 1704067200}}', b'{"meta": {}}', b'not json'])
+    >>> clock.batch(3, [b'{"meta": {"ts": 1704067260.5}}'])
+    >>> clock.time_of(3), clock.time_of(4), clock.time_of(0)
+    (1704067200.0, 1704067260.5, None)
+    >>> records = MessageClock(None, "s")
+    >>> records.batch(0, [b"...", b"..."], [1704067200.0, float("nan")])
+    >>> records.time_of(2)
+    1704067200.0
+    """
+
+    def __init__(self, time_field: tuple[str, ...] | None, time_unit: TimeUnit) -> None:
+        self.time_field = time_field
+        self.time_unit = time_unit
+        self._start = 0
+        self._payloads: list[bytes | None] = []
+        self._record_times_s: list[float | None] = []
+
+    def batch(self, start: int, payloads: Sequence[bytes | None],
+              record_times_s: Sequence[float] | None = None) -> None:
+        """The next batch of messages, the first of them message ``start + 1``, with their
+        record timestamps if any; the tail of the previous batch is kept, since a pane may
+        close on its last message."""
+        kept = len(self._payloads[-CLOCK_LOOKBACK:])
+        self._payloads = [*self._payloads[len(self._payloads) - kept:], *payloads]
+        times = [None] * len(payloads) if record_times_s is None else list(record_times_s)
+        self._record_times_s = [*self._record_times_s[len(self._record_times_s) - kept:],
+                                *times]
+        self._start = start - kept
+
+    def time_of(self, messages: int) -> float | None:
+        """The time (seconds since the epoch) after ``messages`` messages."""
+        last = messages - 1 - self._start
+        for index in range(min(last, len(self._payloads) - 1),
+                           max(last - CLOCK_LOOKBACK, -1), -1):
+            moment = self._read(index)
+            if moment is not None:
+                return moment
+        return None
+
+    def _read(self, index: int) -> float | None:
+        if self.time_field is None:
+            value: Any = self._record_times_s[index]
+        else:
+            try:
+                payload = self._payloads[index]
+                value = json.loads(payload) if payload is not None else None
+            except ValueError:
+                return None
+            for key in self.time_field:
+                value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        times, usable = event_times_s([value], "s" if self.time_field is None
+                                      else self.time_unit)
+        return float(times[0]) if usable[0] else None
+
+
 @dataclass
 class Timeline:
-    """Collects a point at every pane close; ``finish`` adds the end of the input."""
+    """Collects a point at every pane close; ``finish`` adds the end of the input. With a
+    ``clock``, a point without a time (a count window's) gets the clock's time."""
 
     points: list[TimelinePoint] = field(default_factory=list)
+    clock: MessageClock | None = None
 
     def __call__(self, snapshot: PaneSnapshot) -> None:
-        self.points.append(_point(snapshot.pane, snapshot.messages, snapshot.event_time_s,
+        self.points.append(_point(snapshot.pane, snapshot.messages,
+                                  self._time(snapshot.messages, snapshot.event_time_s),
                                   snapshot.report))
 
     def finish(self, report: DriftReport) -> None:
         """The window as the input ends, whose last pane may never have closed."""
-        self.points.append(_point(None, report.messages, None, report))
+        self.points.append(_point(None, report.messages, self._time(report.messages, None),
+                                  report))
+
+    def _time(self, messages: int, pane_end_s: float | None) -> float | None:
+        if pane_end_s is not None or self.clock is None:
+            return pane_end_s
+        return self.clock.time_of(messages)
 
     def first_flags(self) -> dict[str, FirstFlag]:
         """Every feature flagged at some point, with the first point that flagged it.

@@ -21,7 +21,7 @@ from streamdrift.monitor import (
 )
 from streamdrift.sources.file import iter_jsonl_lines, read_dataset
 from streamdrift.textreport import render_refused, render_report
-from streamdrift.timeline import Timeline, write_timeline
+from streamdrift.timeline import MessageClock, Timeline, write_timeline
 
 # How many refused lines a replay names.
 REFUSED_SHOWN = 5
@@ -60,10 +60,16 @@ def replay_file(config: Config, baseline_path: Path, input_path: Path,
         raise ConfigError("window.time_field is required to replay an event-time window from "
                           "a file (the service falls back to the Kafka record timestamp)")
     monitor = DriftMonitor(config, load_baseline(baseline_path), str(baseline_path))
-    timeline = Timeline()
+    # A count window whose messages carry a time: the timeline and the first flags say when.
+    clock = (MessageClock(config.window.time_field, config.window.time_unit)
+             if config.window.time_field is not None and not config.window.is_event_time
+             else None)
+    timeline = Timeline(clock=clock)
     monitor.pane_observers.append(timeline)
     refused: list[tuple[int, str]] = []
     for numbers, payloads in iter_jsonl_lines(input_path, batch_size):
+        if clock is not None:
+            clock.batch(monitor.messages, payloads)
         rejections = monitor.process_payloads(payloads)
         if len(refused) < REFUSED_SHOWN:
             refused += [(numbers[index], reason) for index, reason in rejections]
