@@ -100,3 +100,39 @@ def test_the_console_check_sees_errors(tmp_path: Path) -> None:
                     "</script></body></html>")
     _, console = render(page, tmp_path / "broken.png", tmp_path / "profile", 400, 300)
     assert any("broken page" in line for line in console)
+
+
+def test_the_compare_page_renders_in_chromium_without_a_console_error(tmp_path: Path) -> None:
+    """``compare --html``: one window, no timeline, rendered as the report is."""
+    config = load_config(CONFIG, environ={})
+    stream = SyntheticStream(config, seed=4)
+    names = [spec.name for spec in config.features]
+
+    def write_csv(path: Path, messages: list[dict]) -> None:
+        rows = [[_cell(message, spec.path) for spec in config.features] for message in messages]
+        path.write_text(",".join(names) + "\n"
+                        + "".join(",".join(row) + "\n" for row in rows))
+
+    write_csv(tmp_path / "reference.csv", stream.reference(8000))
+    write_csv(tmp_path / "current.csv", stream.messages(3000, ("session_length",), 0))
+    page = tmp_path / "compare.html"
+    assert cli_main(["compare", "--config", str(CONFIG), str(tmp_path / "reference.csv"),
+                     str(tmp_path / "current.csv"), "--html", str(page)]) == 0
+    screenshot = tmp_path / "compare.png"
+    dom, console = render(page, screenshot, tmp_path / "profile")
+    assert console == []
+    width, height, colours = png_size_and_colours(screenshot)
+    assert (width, height) == (1280, 1400)
+    assert colours > 50, "the screenshot is (nearly) blank"
+    assert "1 of 7" in dom
+    assert "as one window" in dom
+    assert dom.index("features drifted") < dom.index('id="feature-session_length"')
+    assert dom.count("<svg") == 7  # the bins of every feature; one window has no timeline
+    assert "KL over time" not in dom
+
+
+def _cell(message: dict, path: tuple[str, ...]) -> str:
+    value: object = message
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
