@@ -17,6 +17,7 @@ import yaml
 
 from streamdrift.baseline import Baseline, FeatureBaseline
 from streamdrift.config import Config, parse_config
+from streamdrift.features import missing_categories
 
 Sampler = Callable[[np.random.Generator, int, bool], list[Any]]
 
@@ -96,21 +97,27 @@ SAMPLERS: dict[str, Sampler] = {
 DRIFT_SIZE = 0.5
 # Categories an ``unseen`` drift sends values to.
 UNSEEN_CATEGORIES = 5
+# Names the values of a categorical baseline's other bin are sent as (a baseline keeps only
+# the names of its ``max_categories`` most frequent categories).
+OTHER_CATEGORIES = 5
 
 
 def baseline_sampler(feature: FeatureBaseline, drift_size: float = DRIFT_SIZE,
-                     unseen: bool = False) -> Sampler:
+                     unseen: bool = False, avoid: Collection[str] = ()) -> Sampler:
     """A law drawn from a feature's baseline, and its drifted law.
 
     A value is missing as often as in the reference; otherwise a bin is drawn by its
     reference count, then a value in it: the bin's one value where it has one, else uniform
     between its edges (the reference's min and max at the open ends), a whole number when
-    every reference value was one. A category is drawn by its reference count among the
-    listed ones (the other bin is no category the file names). Drifted, a numeric value
-    moves up by ``drift_size`` standard deviations of the reference (of the law drawn here
-    for a file without ``std``); for a categorical
-    feature that share of the mass moves to its rarest category or, with ``unseen``, to
-    categories the reference never had.
+    every reference value was one. A category is drawn by its reference count, the other
+    bin included: a baseline does not keep the names of the categories beyond
+    ``baseline.max_categories``, so the other bin's share is sent as ``other-N`` names
+    (``OTHER_CATEGORIES`` of them, skipping any the file lists or ``avoid`` holds: the
+    categories the feature counts as missing). Drifted, a numeric value moves up by
+    ``drift_size`` standard deviations of the reference (of the law drawn here for a file
+    without ``std``); for a categorical feature that share of the mass moves to its rarest
+    listed category or, with ``unseen``, to categories the reference never had
+    (``unseen-N``; they too fall in the other bin).
     """
     counts = feature.counts.astype(np.float64)
     if not counts.any():  # a file without counts: its smoothed probabilities
@@ -118,19 +125,26 @@ def baseline_sampler(feature: FeatureBaseline, drift_size: float = DRIFT_SIZE,
     total = feature.count + feature.missing + feature.invalid
     missing_share = feature.missing / total if total else 0.0
     if feature.type == "categorical":
-        listed = counts[:-1] if feature.categories else counts[:0]
-        weights = listed / listed.sum() if listed.sum() else listed
+        # The listed categories' counts, then the other bin's (the last one).
+        weights = counts / counts.sum()
         names = list(feature.categories)
+        listed = len(names)
+        others = _other_names(feature.categories, avoid)
 
         def sample_category(rng: np.random.Generator, count: int, drift: bool) -> list[Any]:
             law = weights
-            if drift and not unseen and len(weights):
+            if drift and not unseen and listed:
                 # That share of the mass moves to the rarest listed category.
                 target = np.zeros(len(weights))
-                target[len(weights) - 1 - int(np.argmin(weights[::-1]))] = 1.0
+                target[listed - 1 - int(np.argmin(weights[listed - 1::-1]))] = 1.0
                 law = (1 - drift_size) * weights + drift_size * target
             chosen = rng.choice(len(law), size=count, p=law / law.sum())
-            values: list[Any] = [names[i] for i in chosen.tolist()]
+            values: list[Any] = [names[i] if i < listed else "" for i in chosen.tolist()]
+            other = np.flatnonzero(chosen == listed)
+            if len(other):
+                picked = rng.integers(0, len(others), size=len(other))
+                for index, pick in zip(other.tolist(), picked.tolist(), strict=True):
+                    values[index] = others[pick]
             if drift and unseen:
                 fresh = rng.random(count) < drift_size
                 for index in np.flatnonzero(fresh).tolist():
@@ -184,6 +198,19 @@ def baseline_sampler(feature: FeatureBaseline, drift_size: float = DRIFT_SIZE,
     return sample_number
 
 
+def _other_names(listed: Collection[str], avoid: Collection[str]) -> list[str]:
+    """``OTHER_CATEGORIES`` names for the other bin: none a listed or an avoided one."""
+    taken = set(listed) | set(avoid)
+    names: list[str] = []
+    number = 1
+    while len(names) < OTHER_CATEGORIES:
+        name = f"other-{number}"
+        if name not in taken:
+            names.append(name)
+        number += 1
+    return names
+
+
 def _with_missing(rng: np.random.Generator, values: list[Any], share: float) -> list[Any]:
     if share <= 0:
         return values
@@ -211,7 +238,9 @@ class SyntheticStream:
         if self.baseline is not None:
             if name not in self.baseline.features:
                 raise ValueError(f"feature {name!r} is not in the baseline: rebuild it")
-            return baseline_sampler(self.baseline[name], self.drift_size, self.unseen)
+            specs = [spec for spec in self.config.features if spec.name == name]
+            avoid = missing_categories(specs[0]) if specs else frozenset()
+            return baseline_sampler(self.baseline[name], self.drift_size, self.unseen, avoid)
         if name in SAMPLERS:
             return SAMPLERS[name]
         raise ValueError(f"no synthetic law for feature {name!r}: give a baseline, or use one "

@@ -5,14 +5,16 @@ are asked for."""
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from streamdrift.baseline import Baseline, FeatureBaseline, build_feature_baseline
-from streamdrift.config import FeatureSpec
+from streamdrift.config import Config, FeatureSpec, parse_config
 from streamdrift.features import categorical_column, numeric_column
+from streamdrift.monitor import compare_to_baseline, reference_baseline
 from streamdrift.synthetic import SyntheticStream, baseline_sampler, demo_config
 
 DRAWS = 20_000
@@ -143,3 +145,63 @@ def test_a_feature_missing_from_the_baseline_is_named() -> None:
     stream = SyntheticStream(config, baseline=_baseline({}))
     with pytest.raises(ValueError, match="'session_length' is not in the baseline"):
         stream.sampler("session_length")
+
+
+# Ten categories, three kept (baseline.max_categories): 69.5 % of the reference falls in the
+# other bin, whose categories the baseline does not name.
+MANY_CATEGORIES = {"k0": 2100, "k1": 2000, "k2": 2000, "k3": 1986, "k4": 1986, "k5": 1986,
+                   "k6": 1986, "k7": 1986, "k8": 1986, "k9": 1984}
+
+
+def _many_categories_config(missing_values: Sequence[str] | None = None) -> Config:
+    feature: dict[str, object] = {"name": "city", "type": "categorical"}
+    if missing_values is not None:
+        feature["missing_values"] = list(missing_values)
+    return parse_config({"features": [feature], "baseline": {"max_categories": 3}},
+                        base_dir=Path.cwd())
+
+
+def test_the_other_bin_is_drawn_and_a_replay_against_its_baseline_is_not_flagged() -> None:
+    config = _many_categories_config()
+    reference = [name for name, count in MANY_CATEGORIES.items() for _ in range(count)]
+    baseline = reference_baseline(config, {"city": categorical_column(reference)})
+    feature = baseline["city"]
+    assert feature.categories == ("k0", "k1", "k2")
+    assert feature.counts[feature.other_bin] / feature.count == pytest.approx(0.695)
+    seeds, draws = 100, 5000
+    p_values, other_shares = [], []
+    for seed in range(seeds):
+        messages = SyntheticStream(config, seed=seed, baseline=baseline).messages(draws)
+        drawn = [message["city"] for message in messages]
+        # The other share goes to names the baseline does not list: never unseen-N ones.
+        assert not any(str(value).startswith("unseen-") for value in drawn)
+        other_shares.append(sum(value not in feature.categories for value in drawn) / draws)
+        report = compare_to_baseline(config, baseline, {"city": categorical_column(drawn)})
+        city = report.features["city"]
+        assert report.drifted == [], (seed, city.kl)
+        assert city.kl is not None
+        assert city.kl < city.threshold / 10, (seed, city.kl)
+        assert city.p_value is not None
+        p_values.append(city.p_value)
+    assert np.mean(other_shares) == pytest.approx(0.695, abs=0.005)
+    # Without drift the G-test's p-values are about uniform: about 5 in 100 below 0.05
+    # (more than 15 has a chance of about 1e-4), and no sign of a shifted law.
+    assert sum(p < 0.05 for p in p_values) <= 15
+    assert stats.kstest(p_values, "uniform").pvalue > 1e-3
+
+
+def test_other_names_are_no_listed_category_and_none_counted_as_missing() -> None:
+    # "other-1" is a listed category and "other-2" a missing value: neither is sent for
+    # the other bin, which must land there (not in a listed bin, nor among the missing).
+    config = _many_categories_config(missing_values=["other-2"])
+    counts = {**MANY_CATEGORIES, "other-1": 2500}
+    reference = [name for name, count in counts.items() for _ in range(count)]
+    baseline = reference_baseline(config, {"city": categorical_column(reference)})
+    assert "other-1" in baseline["city"].categories
+    drawn = [message["city"] for message in
+             SyntheticStream(config, seed=3, baseline=baseline).messages(DRAWS)]
+    others = {value for value in drawn if value not in baseline["city"].categories}
+    assert others
+    assert not others & {"other-1", "other-2", None}
+    assert all(value.startswith("other-") for value in others)
+    assert _reference_counts_fit(baseline["city"], drawn) > 1e-3

@@ -265,3 +265,41 @@ def test_the_readme_worked_example_on_a_live_topic(
         assert "event=drift_started feature=contract" in log
     finally:
         kafka_admin.delete_topics([topic])
+
+
+# Ten cities, three kept (baseline.max_categories): 69.5 % of the reference is in the other
+# bin, whose categories the baseline does not name.
+CITIES = {"c0": 2100, "c1": 2000, "c2": 2000, **{f"c{index}": 1986 for index in range(3, 9)},
+          "c9": 1984}
+
+
+def test_produce_sends_the_other_bin_and_a_replay_of_its_stream_finds_no_drift(
+        tmp_path: Path, bootstrap: str, topic_factory: Callable[..., str]) -> None:
+    topic = topic_factory(partitions=1)
+    config = tmp_path / "cities.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "group_id": f"g-{topic}"},
+        "features": [{"name": "city", "type": "categorical"}],
+        "window": {"size": 2000, "panes": 4},
+        "baseline": {"path": str(tmp_path / "cities-baseline.json"), "max_categories": 3},
+    }, sort_keys=False))
+    reference = tmp_path / "cities.jsonl"
+    reference.write_text("".join(json.dumps({"city": city}) + "\n"
+                                 for city, count in CITIES.items() for _ in range(count)))
+    assert cli_main(["baseline", "build", "--config", str(config),
+                     "--input", str(reference)]) == 0
+    city = load_baseline(tmp_path / "cities-baseline.json")["city"]
+    assert city.categories == ("c0", "c1", "c2")
+    assert cli_main(["produce", "--config", str(config), "--count", "6000",
+                     "--rate", "0"]) == 0
+    produced = tmp_path / "produced.jsonl"
+    records = consume_all(bootstrap, topic)
+    assert len(records) == 6000
+    produced.write_bytes(b"".join((record.value or b"") + b"\n" for record in records))
+    cities = [json.loads(record.value or b"")["city"] for record in records]
+    others = [name for name in cities if name not in city.categories]
+    assert len(others) / len(cities) == pytest.approx(0.695, abs=0.03)
+    assert all(name.startswith("other-") for name in others)
+    assert _p_value_of_bins(city, cities) > 1e-4
+    assert cli_main(["replay", "--config", str(config), "--input", str(produced),
+                     "--fail-on-drift"]) == 0
