@@ -4,9 +4,11 @@ import csv
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +206,33 @@ def test_demo_runs_as_the_readme_says_and_sees_the_drift():
     expected = ", ".join(sorted(("session_length", "device"), key=[
         spec.name for spec in demo_config().features].index))
     assert f"drifted at the end: {expected}" in result.stdout
+
+
+def test_produce_with_no_broker_is_one_clear_error_within_the_connect_timeout(
+        tmp_path: Path):
+    """No traceback after kafka-python's 30 s: one line, exit 2, within
+    kafka.connect_timeout_s (a port bound but not listening refuses every connection)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        bootstrap = f"127.0.0.1:{closed.getsockname()[1]}"
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+            "kafka": {"bootstrap_servers": bootstrap, "topic": "nowhere",
+                      "connect_timeout_s": 1},
+            "features": [{"name": "age"}],
+            "baseline": {"path": str(tmp_path / "absent-baseline.json")}}))
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "streamdrift", "produce", "--config",
+             str(tmp_path / "config.yaml"), "--count", "10"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"streamdrift: error: no Kafka broker answered at {bootstrap} within 1 s "
+        "(kafka.connect_timeout_s; KafkaTimeoutError)"]
+    # The connect timeout and the interpreter's start, far below kafka-python's 30 s.
+    assert elapsed < 15
 
 
 FAITHFUL_CONFIG = {

@@ -493,8 +493,7 @@ class KafkaSink:
                                                config.connect_timeout_s * 1000),
                                            **client_settings(config))
         except KafkaError as error:
-            raise ConnectionError(f"no Kafka broker answered at {config.bootstrap_servers} "
-                                  f"({type(error).__name__})") from None
+            raise ConnectionError(_no_broker(config, error)) from None
 
     def send(self, topic: str, payloads: Sequence[bytes],
              keys: Sequence[bytes | None] | None = None,
@@ -511,18 +510,33 @@ class KafkaSink:
         self._producer.close(timeout=10)
 
 
+def _no_broker(config: KafkaConfig, error: KafkaError) -> str:
+    return (f"no Kafka broker answered at {config.bootstrap_servers} within "
+            f"{config.connect_timeout_s:g} s (kafka.connect_timeout_s; "
+            f"{type(error).__name__})")
+
+
 def ensure_topic(config: KafkaConfig, topic: str, partitions: int) -> int | None:
     """Create ``topic`` with ``partitions`` partitions unless it exists: None when it was
-    created, else the partitions it already has."""
+    created, else the partitions it already has. Raises ``ConnectionError`` (one line) when
+    no broker answers within ``connect_timeout_s`` or the broker refuses."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(**client_settings(config))
     try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    except TopicAlreadyExistsError:
-        described = admin.describe_topics([topic])
-        return len(described[0].get("partitions") or []) if described else 0
+        admin = KafkaAdminClient(bootstrap_timeout_ms=int(config.connect_timeout_s * 1000),
+                                 **client_settings(config))
+    except KafkaError as error:
+        raise ConnectionError(_no_broker(config, error)) from None
+    try:
+        try:
+            admin.create_topics([NewTopic(topic, partitions, 1)])
+        except TopicAlreadyExistsError:
+            described = admin.describe_topics([topic])
+            return len(described[0].get("partitions") or []) if described else 0
+    except KafkaError as error:
+        raise ConnectionError(f"cannot create topic {topic!r} at {config.bootstrap_servers}: "
+                              f"{type(error).__name__}: {error}") from None
     finally:
         admin.close()
     return None
