@@ -183,8 +183,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="StreamdriftConsumerLagging fires above this many messages "
                             "waiting")
     rules.add_argument("--runbook-base", default=defaults.runbook_base,
-                       help="where docs/operations/runbooks.md is published, for the "
-                            "alerts' runbook_url")
+                       help="the URL of the runbooks page (docs/operations/runbooks.md) "
+                            "for the alerts' runbook_url; default: the published "
+                            "documentation's, give your own for a self-hosted copy")
     rules.add_argument("--job", default=defaults.job, help="the scrape job's name")
     rules.add_argument("--format", choices=("rules", "prometheusrule"), default="rules",
                        help="a Prometheus rule file, or a Prometheus Operator PrometheusRule "

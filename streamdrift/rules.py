@@ -2,7 +2,8 @@
 
 ``deploy/prometheus/streamdrift-rules.yml`` is ``render_rules(RuleParameters())``;
 ``streamdrift rules`` renders it with other parameters (hold times, the fleet window, the
-severe multiple, a runbook base URL). A test keeps the shipped file equal to the default
+severe multiple, a runbook base URL: by default the runbooks page of the published
+documentation, ``RUNBOOKS_URL``). A test keeps the shipped file equal to the default
 rendering.
 
 Fleet-wide divergence (several replicas in one consumer group): each replica exports
@@ -27,6 +28,11 @@ from typing import Any
 import yaml
 
 JOB = "streamdrift"
+# The published documentation site (mkdocs.yml's site_url; tests/test_rules.py holds them
+# equal), and its runbooks page: the alerts' runbook_url unless ``--runbook-base`` says
+# where a self-hosted copy of the site is.
+DOCS_URL = "https://streamdrift.github.io/streamdrift/"
+RUNBOOKS_URL = f"{DOCS_URL}operations/runbooks/"
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class RuleParameters:
     invalid_ratio: float = 0.01
     lag_messages: int = 100_000
     service_for: str = "5m"
-    runbook_base: str = "docs/operations/runbooks.md"
+    runbook_base: str = RUNBOOKS_URL
     job: str = JOB
 
 

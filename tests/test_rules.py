@@ -11,6 +11,7 @@ import math
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import yaml
 from scipy.stats import chi2
 
 from streamdrift.rules import (
+    DOCS_URL,
     RuleParameters,
     alerting_rules,
     recording_names,
@@ -109,11 +111,30 @@ def test_shipped_rules_are_the_default_rendering_and_pass_promtool_check():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _site_url() -> str:
+    """mkdocs.yml's site_url: where the documentation is published."""
+    found = re.search(r"^site_url: (\S+)$", (REPO / "mkdocs.yml").read_text(), re.M)
+    assert found, "mkdocs.yml has no site_url"
+    return found[1]
+
+
+def test_the_documentation_url_is_the_same_everywhere():
+    site = _site_url()
+    assert site == DOCS_URL
+    assert site.startswith("https://")
+    assert site.endswith("/")
+    assert f'org.opencontainers.image.documentation="{site}"' in (
+        REPO / "deploy" / "Dockerfile").read_text()
+    urls = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    assert urls["Documentation"] == site
+
+
 def test_every_alert_has_severity_feature_and_a_runbook_section():
-    # The default runbook base is the page's path in the repository.
+    # The default runbook base is an absolute URL: the runbooks page of the published site,
+    # where mkdocs puts docs/operations/runbooks.md (operations/runbooks/index.html).
     page, _ = alerting_rules(PARAMS)[0]["annotations"]["runbook_url"].split("#", 1)
-    assert page == "docs/operations/runbooks.md"
-    runbooks = (REPO / page).read_text()
+    assert page == f"{_site_url()}operations/runbooks/"
+    runbooks = (REPO / "docs" / "operations" / "runbooks.md").read_text()
     for rule in alerting_rules(PARAMS):
         assert {"severity", "feature"} <= set(rule["labels"])
         assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
