@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """How often the default decision finds a drift, by window size and effect size.
 
-    python benchmarks/power.py [--draws 200] [--output docs/power.md]
+    python benchmarks/power.py [--draws 200] [--seed 0] [--output docs/power.md]
 
 A model of ten features, one of which drifts: a reference of 50,000 rows, then windows of
-n values compared with it (``compare_columns``, the engine of ``streamdrift compare`` and
-of each window of the service), with the defaults: KL threshold 0.1 nats, alpha 0.001
-Holm-corrected over the ten features, min_samples auto, 20 bins. For each cell: the share
-of draws in which the drifted feature is flagged, and the share of the nine others flagged
-(false flags). Seeded: the same command prints the same table.
+n values compared with it (what ``compare_columns``, the engine of ``streamdrift compare``
+and of each window of the service, does, with the reference's baseline built once), with
+the defaults: KL threshold 0.1 nats, alpha 0.001 Holm-corrected over the ten features,
+min_samples auto, 20 bins. For each cell: the share of draws in which the drifted feature
+is flagged, and the share of the evaluations of the nine others flagged (false flags; a
+feature under its min_samples is not evaluated). Seeded: the same command prints the same
+table.
+
+Every cell has a generator of its own (seed, effect, window size) and the reference one of
+its own (seed, effect), so that the first d draws of a cell are the same whatever
+``--draws`` is: ``measure(d)`` gives a prefix of the table's draws, which
+tests/test_power_doc.py compares with docs/power.md.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import numpy as np  # noqa: E402
 from streamdrift.config import Config, parse_config  # noqa: E402
 from streamdrift.divergence import expected_null_kl  # noqa: E402
 from streamdrift.features import FeatureColumn  # noqa: E402
-from streamdrift.monitor import compare_columns  # noqa: E402
+from streamdrift.monitor import compare_to_baseline, reference_baseline  # noqa: E402
 
+SEED = 0
 REFERENCE_ROWS = 50_000
 SIZES = (100, 300, 1_000, 3_000, 10_000)
 CATEGORIES = np.array([f"c{i}" for i in range(8)], dtype=object)
@@ -88,53 +96,70 @@ def _columns(rng: np.random.Generator, size: int, drifted: Sampler
             for name, sample in samplers.items()}
 
 
-def measure(draws: int, seed: int = 0) -> list[tuple[str, list[tuple[float, float, int]]]]:
-    """Per effect, per window size: (detection rate, false-flag rate, min_samples)."""
+# A cell: (draws in which the drifted feature is flagged, false flags, evaluations of the
+# steady features, min_samples of the drifted feature).
+Cell = tuple[int, int, int, int]
+
+
+def measure(draws: int, seed: int = SEED) -> list[tuple[str, list[Cell]]]:
+    """Per effect, per window size: (draws in which the drifted feature is flagged, flags of
+    the nine steady features, their evaluations (those at or over their min_samples),
+    min_samples of the drifted feature). A window under that min_samples is not drawn (the
+    counts are 0). The same for the first d draws of a cell whatever ``draws`` is (module
+    docstring)."""
     rows = []
     for index, (label, kind, reference_sampler, drifted_sampler) in enumerate(EFFECTS):
-        rng = np.random.default_rng(seed + index)
         config = _config(kind)
-        reference = _columns(rng, REFERENCE_ROWS, reference_sampler)
+        # compare_columns builds this baseline from the reference at every call: once here.
+        baseline = reference_baseline(config, _columns(
+            np.random.default_rng([seed, index]), REFERENCE_ROWS, reference_sampler))
         cells = []
-        for size in SIZES:
-            found = false = 0
+        for size_index, size in enumerate(SIZES):
+            rng = np.random.default_rng([seed, index, size_index])
+            found = false = evaluated = 0
             min_samples = 0
             for _ in range(draws):
-                report = compare_columns(config, reference,
-                                         _columns(rng, size, drifted_sampler))
-                found += report.features["drifted"].drift
-                false += sum(f.drift for name, f in report.features.items()
-                             if name != "drifted")
+                report = compare_to_baseline(config, baseline,
+                                             _columns(rng, size, drifted_sampler))
                 min_samples = report.features["drifted"].min_samples
-            cells.append((found / draws, false / (draws * len(STEADY)), min_samples))
+                if size < min_samples:
+                    found = false = evaluated = 0
+                    break
+                found += report.features["drifted"].drift
+                steady = [f for name, f in report.features.items() if name != "drifted"]
+                false += sum(f.drift for f in steady)
+                evaluated += sum(f.status != "insufficient_data" for f in steady)
+            cells.append((found, false, evaluated, min_samples))
         rows.append((label, cells))
     return rows
 
 
-def render(rows: list[tuple[str, list[tuple[float, float, int]]]], draws: int,
-           seconds: float) -> str:
+def render(rows: list[tuple[str, list[Cell]]], draws: int, seconds: float,
+           seed: int = SEED) -> str:
     header = "| drift of one feature | " + " | ".join(f"n = {size:,}" for size in SIZES) + " |"
     lines = [
         "# Detection rate by window size",
         "",
-        "Written by `python benchmarks/power.py` (seeded; "
+        f"Written by `python benchmarks/power.py` (seed {seed}; "
         f"{draws} draws per cell, {seconds:.0f} s). A model of ten features, one drifting; "
         "a reference of 50,000 rows; each window of n values compared with it under the "
         "defaults (KL threshold 0.1 nats, alpha 0.001 Holm-corrected over the ten "
         "features, min_samples auto, 20 bins). A cell: the share of windows in which the "
-        "drifted feature is flagged; in brackets, the share of the nine steady features "
-        "flagged (false flags). \"-\": the window is under the feature's min_samples.",
+        "drifted feature is flagged; in brackets, the share of the evaluations of the nine "
+        "steady features flagged (false flags; a feature is evaluated from its min_samples "
+        "on, so at n = 100 only the few with a small one are). \"-\": the window is under "
+        "the drifted feature's min_samples.",
         "",
         header,
         "|---|" + "---|" * len(SIZES),
     ]
     for label, cells in rows:
         texts = []
-        for size, (found, false, min_samples) in zip(SIZES, cells, strict=True):
+        for size, (found, false, evaluated, min_samples) in zip(SIZES, cells, strict=True):
             if size < min_samples:
                 texts.append("-")
             else:
-                texts.append(f"{found:.0%} ({false:.1%})")
+                texts.append(f"{found / draws:.0%} ({false / max(evaluated, 1):.1%})")
         lines.append(f"| {label} | " + " | ".join(texts) + " |")
     floors = [expected_null_kl([size], [REFERENCE_ROWS], [20])[0] for size in SIZES]
     lines += [
@@ -156,11 +181,12 @@ def render(rows: list[tuple[str, list[tuple[float, float, int]]]], draws: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "power.md")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    rows = measure(args.draws)
-    text = render(rows, args.draws, time.monotonic() - started)
+    rows = measure(args.draws, args.seed)
+    text = render(rows, args.draws, time.monotonic() - started, args.seed)
     args.output.write_text(text, encoding="utf-8")
     print(text)
     return 0
