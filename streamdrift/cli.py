@@ -164,6 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=0,
                          help="seed of the synthetic messages: the same seed, the same "
                               "messages")
+    produce.add_argument("--format", choices=("json", "avro", "protobuf"), default=None,
+                         help="how to encode the messages: default the topic's input.format; "
+                              "avro registers the schema of the config's features under "
+                              "TOPIC-value in input.schema_registry and frames each record "
+                              "with its id; protobuf frames input.protobuf.message")
     produce.set_defaults(handler="kafka:produce")
 
     rules = commands.add_parser(
@@ -213,6 +218,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="with --kafka: the broker (start one with deploy/local/kafka start)")
     demo.add_argument("--seconds", type=float, default=40.0, help="with --kafka: how long")
     demo.add_argument("--rate", type=float, default=2000.0, help="with --kafka: messages/s")
+    demo.add_argument("--format", choices=("json", "avro"), default="json",
+                      help="with --kafka: avro registers the demo's schema in --registry and "
+                           "sends framed Avro records")
+    demo.add_argument("--registry", default="http://127.0.0.1:8081/apis/ccompat/v7",
+                      help="with --format avro: the Schema Registry's URL")
     demo.add_argument("--metrics-port", type=int, default=9108,
                       help="with --kafka: the service's /metrics port")
     demo.set_defaults(handler="demo:demo")

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 FeatureType = Literal["numeric", "categorical"]
 DetectorMethod = Literal["adwin", "page_hinkley", "kswin", "none"]
 TimeUnit = Literal["s", "ms", "iso"]
+InputFormat = Literal["json", "avro", "protobuf"]
+INPUT_FORMATS: tuple[str, ...] = ("json", "avro", "protobuf")
 
 # Environment variable -> key path. Applied before validation, so a bad value is reported
 # against the variable that supplied it.
@@ -46,8 +48,12 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, str]] = {
     "STREAMDRIFT_METRICS_BIND_ADDRESS": ("metrics", "bind_address"),
     "STREAMDRIFT_METRICS_WEB_CONFIG_FILE": ("metrics", "web_config_file"),
     "STREAMDRIFT_BASELINE_PATH": ("baseline", "path"),
+    "STREAMDRIFT_INPUT_FORMAT": ("input", "format"),
 }
 SASL_PASSWORD_ENV = "STREAMDRIFT_KAFKA_SASL_PASSWORD"
+# input.schema_registry is a level deeper than the overrides above: read by its parser.
+SCHEMA_REGISTRY_URL_ENV = "STREAMDRIFT_SCHEMA_REGISTRY_URL"
+SCHEMA_REGISTRY_PASSWORD_ENV = "STREAMDRIFT_SCHEMA_REGISTRY_PASSWORD"
 
 # What text means "missing" in a numeric feature unless the feature says otherwise (case is
 # ignored). A categorical feature has none by default: "NA" is Namibia, "None" a plan name.
@@ -188,11 +194,48 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class SchemaRegistryConfig:
+    """A Confluent-compatible Schema Registry (Confluent's, Apicurio's /apis/ccompat/v7,
+    Redpanda's, Karapace): where the writer schemas of framed Avro records are fetched."""
+
+    url: str
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: Path | None = None
+    timeout_s: float = 5.0
+    # Writer schemas kept in memory, by id (a topic rarely has more than a few versions).
+    cache_size: int = 1000
+    # Waits between attempts while the registry does not answer: doubling up to this.
+    retry_backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ProtobufConfig:
+    """The message type of a Protobuf topic, from a compiled descriptor set (``protoc
+    --include_imports --descriptor_set_out=FILE``)."""
+
+    descriptor_set: Path
+    message: str
+
+
+@dataclass(frozen=True)
 class InputConfig:
     max_message_bytes: int = 1_048_576
     # Values that mean "missing" for every feature that does not list its own (None: the
     # built-in rule, FeatureSpec.missing_tokens). Copied into those features' specs.
     missing_values: tuple[str | float, ...] | None = None
+    format: InputFormat = "json"
+    # (topic, format) for the topics of a kafka.topic_pattern that are not in ``format``.
+    formats_by_topic: tuple[tuple[str, InputFormat], ...] = ()
+    schema_registry: SchemaRegistryConfig | None = None
+    protobuf: ProtobufConfig | None = None
+
+    def formats(self) -> set[str]:
+        """Every format the topics may carry."""
+        return {self.format, *(fmt for _, fmt in self.formats_by_topic)}
+
+    def format_of(self, topic: str | None) -> InputFormat:
+        return dict(self.formats_by_topic).get(topic, self.format) if topic else self.format
 
 
 ClientAuthType = Literal["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"]
@@ -443,7 +486,7 @@ def parse_config(
     baseline = _parse_baseline(top.section("baseline"), base_dir)
     divergence = _parse_divergence(top.section("divergence"))
     detector = _parse_detector(top.section("detector"))
-    input_config = _parse_input(top.section("input"))
+    input_config = _parse_input(top.section("input"), base_dir, environ, problems)
     if features is not None and input_config.missing_values is not None:
         features = tuple(spec if spec.missing_values is not None else dataclasses.replace(
             spec, missing_values=input_config.missing_values) for spec in features)
@@ -874,14 +917,99 @@ def _parse_detector(section: _Section) -> DetectorConfig:
     )
 
 
-def _parse_input(section: _Section) -> InputConfig:
+def _parse_input(section: _Section, base_dir: Path, environ: Mapping[str, str],
+                 problems: list[str]) -> InputConfig:
+    input_format = cast(InputFormat, section.choice("format", "json", INPUT_FORMATS))
+    by_topic: list[tuple[str, InputFormat]] = []
+    raw_by_topic = section.take("formats_by_topic", None)
+    if raw_by_topic is not None:
+        if not isinstance(raw_by_topic, Mapping) or not all(
+                isinstance(topic, str) and topic for topic in raw_by_topic):
+            section.report("formats_by_topic", "must map topic names to formats",
+                           raw_by_topic)
+        else:
+            for topic, topic_format in raw_by_topic.items():
+                if topic_format not in INPUT_FORMATS:
+                    section.report(f"formats_by_topic.{topic}",
+                                   f"must be one of {', '.join(INPUT_FORMATS)}", topic_format)
+                else:
+                    by_topic.append((topic, cast(InputFormat, topic_format)))
+    formats = {input_format, *(fmt for _, fmt in by_topic)}
+    registry = _parse_schema_registry(section.section("schema_registry"), base_dir, environ,
+                                      problems)
+    if "avro" in formats and registry is None:
+        problems.append(f"input.schema_registry.url is required for Avro topics (set it or "
+                        f"{SCHEMA_REGISTRY_URL_ENV})")
+    protobuf = _parse_protobuf(section.section("protobuf"), base_dir)
+    if "protobuf" in formats and protobuf is None:
+        problems.append("input.protobuf.descriptor_set and input.protobuf.message are "
+                        "required for Protobuf topics")
     config = InputConfig(
         max_message_bytes=section.integer("max_message_bytes", InputConfig().max_message_bytes,
                                           16),
         missing_values=section.optional_missing_values("missing_values"),
+        format=input_format,
+        formats_by_topic=tuple(by_topic),
+        schema_registry=registry,
+        protobuf=protobuf,
     )
     section.reject_unknown()
     return config
+
+
+def _parse_schema_registry(section: _Section, base_dir: Path, environ: Mapping[str, str],
+                           problems: list[str]) -> SchemaRegistryConfig | None:
+    if SCHEMA_REGISTRY_URL_ENV in environ:
+        section.mapping["url"] = environ[SCHEMA_REGISTRY_URL_ENV]
+    url = section.optional_text("url")
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        section.report("url", "must be an http:// or https:// URL", url)
+        url = None
+    if "password" in section.mapping:
+        section.take("password", None)
+        problems.append(
+            f"input.schema_registry.password must not be written in the config; set "
+            f"{SCHEMA_REGISTRY_PASSWORD_ENV} or name a file in "
+            f"input.schema_registry.password_file (value hidden)")
+    password_file = section.optional_path("password_file", base_dir)
+    password: Secret | None = None
+    if SCHEMA_REGISTRY_PASSWORD_ENV in environ:
+        password = Secret(environ[SCHEMA_REGISTRY_PASSWORD_ENV])
+    elif password_file is not None:
+        try:
+            password = Secret(password_file.read_text(encoding="utf-8").strip())
+        except OSError as error:
+            problems.append(f"input.schema_registry.password_file cannot be read: "
+                            f"{password_file} ({error.strerror})")
+        except UnicodeDecodeError:
+            problems.append(f"input.schema_registry.password_file is not UTF-8 text: "
+                            f"{password_file}")
+    defaults = SchemaRegistryConfig("")
+    username = section.optional_text("username")
+    ca_file = section.optional_path("ca_file", base_dir)
+    timeout_s = section.number("timeout_s", defaults.timeout_s, 0.0, low_inclusive=False)
+    cache_size = section.integer("cache_size", defaults.cache_size, 1, 1_000_000)
+    backoff = section.number("retry_backoff_max_s", defaults.retry_backoff_max_s, 0.1)
+    section.reject_unknown()
+    if password is not None and username is None:
+        problems.append("input.schema_registry.username is required with a password")
+    if url is None:
+        return None
+    return SchemaRegistryConfig(url.rstrip("/"), username, password, ca_file, timeout_s,
+                                cache_size, backoff)
+
+
+def _parse_protobuf(section: _Section, base_dir: Path) -> ProtobufConfig | None:
+    descriptor_set = section.optional_path("descriptor_set", base_dir)
+    message = section.optional_text("message")
+    if descriptor_set is not None and message is None:
+        section.report("message", "is required with input.protobuf.descriptor_set", None)
+    if message is not None and descriptor_set is None:
+        section.report("descriptor_set", "is required with input.protobuf.message", None)
+    section.reject_unknown()
+    if descriptor_set is None or message is None:
+        return None
+    return ProtobufConfig(descriptor_set, message)
 
 
 def _parse_metrics(section: _Section, base_dir: Path) -> MetricsConfig:

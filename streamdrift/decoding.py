@@ -21,8 +21,14 @@ REJECT_OVERSIZED = "oversized"
 REJECT_NOT_JSON = "not_json"
 REJECT_NOT_OBJECT = "not_object"
 REJECT_BAD_TIMESTAMP = "bad_timestamp"
+# Framed formats (Avro, Protobuf): not in the Schema Registry wire format, a schema id the
+# registry does not know, bytes the writer schema does not decode.
+REJECT_NOT_FRAMED = "not_framed"
+REJECT_UNKNOWN_SCHEMA = "unknown_schema"
+REJECT_UNDECODABLE = "undecodable"
 REJECT_REASONS = (REJECT_EMPTY, REJECT_OVERSIZED, REJECT_NOT_JSON, REJECT_NOT_OBJECT,
-                  REJECT_BAD_TIMESTAMP)
+                  REJECT_BAD_TIMESTAMP, REJECT_NOT_FRAMED, REJECT_UNKNOWN_SCHEMA,
+                  REJECT_UNDECODABLE)
 
 
 @dataclass

@@ -42,6 +42,8 @@ class ServiceStatus:
     # Messages counted on partitions that moved away before their offsets were committed.
     handed_over_uncommitted: int = 0
     baseline_reloads: Mapping[str, int] = field(default_factory=dict)
+    # False while the Schema Registry does not answer (consumption waits for it).
+    schema_registry_up: bool = True
 
     @property
     def ready(self) -> bool:
@@ -228,6 +230,11 @@ def _service_metrics(snapshot: Snapshot) -> Iterator[Metric]:
                                   "1 while the last request to the brokers succeeded")
     connected.add_metric([], 1.0 if status.connected else 0.0)
     yield connected
+    registry_up = GaugeMetricFamily(
+        "streamdrift_schema_registry_up",
+        "0 while the Schema Registry does not answer and consumption waits for it")
+    registry_up.add_metric([], 1.0 if status.schema_registry_up else 0.0)
+    yield registry_up
     ready = GaugeMetricFamily("streamdrift_ready",
                               "1 when connected, assigned partitions and the window filled")
     ready.add_metric([], 1.0 if status.ready else 0.0)

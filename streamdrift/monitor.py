@@ -49,7 +49,8 @@ from streamdrift.features import (
     numeric_column,
     table_columns,
 )
-from streamdrift.schema import DecodedColumns, MessageSchema
+from streamdrift.formats import PayloadDecoder
+from streamdrift.schema import DecodedColumns
 from streamdrift.sketch import PartitionedWindow, SlotLayout
 
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
@@ -225,8 +226,12 @@ PaneObserver = Callable[[PaneSnapshot], None]
 class DriftMonitor:
     """Sliding windows over every configured feature, compared with a frozen baseline."""
 
-    def __init__(self, config: Config, baseline: Baseline, baseline_name: str = "baseline"
+    def __init__(self, config: Config, baseline: Baseline, baseline_name: str = "baseline",
+                 writer_schemas: Mapping[int, Any] | None = None, message_class: Any = None
                  ) -> None:
+        """``writer_schemas`` are the Avro writer schemas by id (filled by the caller from
+        the registry before each batch that needs one); ``message_class`` is a Protobuf
+        topic's generated message class."""
         check_baseline_fits(baseline, config.features, baseline_name)
         self.config = config
         self.specs: tuple[FeatureSpec, ...] = config.features
@@ -252,8 +257,9 @@ class DriftMonitor:
         self.histogram.window_listeners.append(self.kl.on_change)
         self.histogram.pane_listeners.append(self._on_pane_closed)
 
-        self.schema = MessageSchema(config.features, config.input.max_message_bytes,
-                                    config.window.time_field if window.is_event_time else None)
+        self.writer_schemas = writer_schemas
+        self.message_class = message_class
+        self.schema = PayloadDecoder(config, writer_schemas, message_class)
         self._detectors: list[ChangeDetector | None] = [
             make_detector(config.detector) for _ in self.specs]
         n_features = len(self.specs)
@@ -292,7 +298,7 @@ class DriftMonitor:
         Returns the rejected payloads as (index in ``payloads``, reason), e.g. for a
         dead-letter topic; they are already counted.
         """
-        decoded = self.schema.decode(payloads)
+        decoded = self.schema.decode(payloads, partitions)
         rejections = decoded.rejections
         rows = len(decoded.positions)
         self._batch_start = self.messages

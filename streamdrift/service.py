@@ -34,6 +34,7 @@ from streamdrift.errors import BaselineError, StreamdriftError
 from streamdrift.eventlog import EventLog
 from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_registry
 from streamdrift.monitor import DriftMonitor, DriftReport
+from streamdrift.registry import RegistryUnavailableError
 from streamdrift.server import MetricsServer
 from streamdrift.sources import Source, make_source
 from streamdrift.sources.records import (
@@ -43,6 +44,7 @@ from streamdrift.sources.records import (
     RecordBatch,
     partition_runs,
 )
+from streamdrift.sources.schemas import format_decoding
 
 POLL_TIMEOUT_S = 0.5
 # The exit code when the Kafka client is unusable for good (EX_TEMPFAIL): start it again.
@@ -50,6 +52,9 @@ EXIT_CLIENT_FATAL = 75
 # How long the worker has to notice a fatal client error itself before the main thread exits.
 FATAL_GRACE_S = 5.0
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# The first wait after the Schema Registry stops answering (then doubling, up to
+# input.schema_registry.retry_backoff_max_s).
+REGISTRY_FIRST_RETRY_S = 0.5
 
 
 class DriftService:
@@ -58,7 +63,12 @@ class DriftService:
         self.baseline_path = baseline_path
         self.log = log
         baseline = load_baseline(baseline_path)
-        self.monitor = DriftMonitor(config, baseline, str(baseline_path))
+        self.writer_schemas, self.message_class = format_decoding(
+            config, lambda schema_id, problem: log("schema_unknown", level="warning",
+                                                   schema_id=schema_id, problem=problem))
+        self._registry_retry_s = REGISTRY_FIRST_RETRY_S
+        self._registry_down_since: float | None = None
+        self.monitor = self._new_monitor(baseline)
         self.log("baseline_loaded", path=baseline_path, hash=baseline.content_hash(),
                  created_at=baseline.created_at, features=len(baseline.features))
         self._baseline_stamp = _file_stamp(baseline_path)
@@ -247,6 +257,12 @@ class DriftService:
     # ---- the hot path ------------------------------------------------------------------
 
     def _process(self, polled: RecordBatch) -> None:
+        if not self._writer_schemas_ready(polled.values):
+            # Not decoded, not counted, not committed: read again once the registry answers.
+            assert self.source is not None
+            self.source.rewind(polled.first_offsets)
+            self.stop.wait(self._registry_retry_s)
+            return
         batch = polled
         if self._delivered_again_below:
             batch, again = self._not_yet_counted(polled)
@@ -445,7 +461,10 @@ class DriftService:
             records = [record for key, group in groupby(
                 records, key=lambda record: (record.topic, record.partition))
                 for record in list(group)[-share:]]
-        monitor.refill([record.value for record in records],
+        values = [record.value for record in records]
+        while not self._writer_schemas_ready(values) and not self.stop.is_set():
+            self.stop.wait(self._registry_retry_s)
+        monitor.refill(values,
                        [record.timestamp_ms / 1000.0 for record in records],
                        partition_runs([(record.topic, record.partition) for record in records])
                        or ((None, 0),))
@@ -499,7 +518,7 @@ class DriftService:
     def _replace_monitor(self, baseline: Baseline) -> None:
         """New bins: the window counts cannot be carried over, so the window is read again
         from Kafka under the new bins (and the running totals start again)."""
-        monitor = DriftMonitor(self.config, baseline, str(self.baseline_path))
+        monitor = self._new_monitor(baseline)
         monitor.set_partition_count(self.monitor.partition_count)
         if self.source is not None and self._held:
             self._commit_pending()
@@ -507,6 +526,42 @@ class DriftService:
         # The last report stays: a feature drifting under both baselines goes on drifting
         # (no second drift_started), one that stopped says drift_ended.
         self.monitor = monitor
+
+    def _new_monitor(self, baseline: Baseline) -> DriftMonitor:
+        return DriftMonitor(self.config, baseline, str(self.baseline_path),
+                            self.writer_schemas, self.message_class)
+
+    # ---- the Schema Registry -------------------------------------------------------------
+
+    def _writer_schemas_ready(self, payloads: Sequence[bytes | None]) -> bool:
+        """Whether the writer schemas of ``payloads`` are at hand, fetching those that are
+        not. While the registry does not answer: False, logged once per attempt with the
+        wait before the next; ``streamdrift_schema_registry_up`` is 0."""
+        if self.writer_schemas is None:
+            return True
+        try:
+            self.writer_schemas.resolve(payloads)
+        except RegistryUnavailableError as error:
+            now = time.monotonic()
+            if self._registry_down_since is None:
+                self._registry_down_since = now
+                self._registry_retry_s = REGISTRY_FIRST_RETRY_S
+            else:
+                assert self.config.input.schema_registry is not None
+                self._registry_retry_s = min(
+                    self._registry_retry_s * 2,
+                    self.config.input.schema_registry.retry_backoff_max_s)
+            self._set_status(schema_registry_up=False)
+            self.log("schema_registry_unreachable", level="warning", error=str(error),
+                     retry_in_s=round(self._registry_retry_s, 3),
+                     paused_s=round(now - self._registry_down_since, 3))
+            return False
+        if self._registry_down_since is not None:
+            self.log("schema_registry_reachable",
+                     paused_s=round(time.monotonic() - self._registry_down_since, 3))
+            self._registry_down_since = None
+            self._set_status(schema_registry_up=True)
+        return True
 
     # ---- status and publishing ---------------------------------------------------------
 

@@ -19,6 +19,8 @@ from streamdrift.config import (
     _DETECTOR_PARAMS,
     ENVIRONMENT_OVERRIDES,
     SASL_PASSWORD_ENV,
+    SCHEMA_REGISTRY_PASSWORD_ENV,
+    SCHEMA_REGISTRY_URL_ENV,
     BaselineConfig,
     DetectorConfig,
     DivergenceConfig,
@@ -177,7 +179,8 @@ def test_every_detector_parameter_is_in_its_method_s_table_with_its_default() ->
 
 def test_every_environment_variable_is_on_the_page_in_its_key_s_row() -> None:
     text = CONFIGURATION.read_text(encoding="utf-8")
-    variables = [*ENVIRONMENT_OVERRIDES, SASL_PASSWORD_ENV]
+    variables = [*ENVIRONMENT_OVERRIDES, SASL_PASSWORD_ENV, SCHEMA_REGISTRY_URL_ENV,
+                 SCHEMA_REGISTRY_PASSWORD_ENV]
     assert not [name for name in variables if name not in text]
     sections = _sections(text, 2)
     misplaced = []

@@ -99,7 +99,7 @@ def test_both_sources_have_the_same_public_interface():
     assert set(interface(KafkaSource)) == {
         "connect", "poll", "commit", "assignment", "probe_lag", "committed_offsets",
         "read_history", "send_dead_letters", "close", "topic_exists", "take_client_notices",
-        "partition_count", "fatal_error"}
+        "partition_count", "fatal_error", "rewind"}
 
 
 def test_confluent_settings_map_sasl_and_tls_and_the_password_never_shows(tmp_path: Path):

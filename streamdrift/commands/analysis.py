@@ -20,6 +20,9 @@ from streamdrift.monitor import (
     resolve_min_samples,
 )
 from streamdrift.sources.file import iter_jsonl_lines, read_dataset
+from streamdrift.sources.framed_file import iter_framed_records
+from streamdrift.sources.records import partition_runs
+from streamdrift.sources.schemas import fetch_writer_schemas, format_decoding
 from streamdrift.textreport import render_refused, render_report
 from streamdrift.timeline import MessageClock, Timeline, write_timeline
 
@@ -55,19 +58,40 @@ def replay(args: argparse.Namespace) -> int:
 
 def replay_file(config: Config, baseline_path: Path, input_path: Path,
                 batch_size: int = 1000) -> Replay:
-    """A JSONL file of messages through the windows, as the service would count them."""
-    if config.window.is_event_time and config.window.time_field is None:
+    """A file of messages through the windows, as the service would count them: JSONL
+    (JSON messages), or an Avro container of Kafka records (``.avro``, any format, with
+    their record timestamps; see streamdrift.sources.framed_file)."""
+    framed = input_path.suffix.lower() == ".avro"
+    if not framed and config.window.is_event_time and config.window.time_field is None:
         raise ConfigError("window.time_field is required to replay an event-time window from "
                           "a file (the service falls back to the Kafka record timestamp)")
-    monitor = DriftMonitor(config, load_baseline(baseline_path), str(baseline_path))
-    # A count window whose messages carry a time: the timeline and the first flags say when.
-    clock = (MessageClock(config.window.time_field, config.window.time_unit)
-             if config.window.time_field is not None and not config.window.is_event_time
+    if not framed and config.input.format != "json":
+        raise ConfigError(f"input.format is {config.input.format}: replay a file of Kafka "
+                          f"records (.avro, an Avro container of streamdrift.KafkaRecord), "
+                          f"not {input_path.name}")
+    writer_schemas, message_class = format_decoding(config)
+    monitor = DriftMonitor(config, load_baseline(baseline_path), str(baseline_path),
+                           writer_schemas, message_class)
+    # A count window whose messages carry a time: the timeline and the first flags say when
+    # (a file of Kafka records carries its record timestamps; a time field is read from JSON).
+    time_field = config.window.time_field if config.input.format == "json" else None
+    clock = (MessageClock(time_field, config.window.time_unit)
+             if (time_field is not None or framed) and not config.window.is_event_time
              else None)
     timeline = Timeline(clock=clock)
     monitor.pane_observers.append(timeline)
     refused: list[tuple[int, str]] = []
-    for numbers, payloads in iter_jsonl_lines(input_path, batch_size):
+    if framed:
+        for batch in iter_framed_records(input_path, batch_size):
+            fetch_writer_schemas(writer_schemas, batch.values)
+            timestamps_s = [ms / 1000.0 for ms in batch.timestamps_ms]
+            if clock is not None:
+                clock.batch(monitor.messages, batch.values, timestamps_s)
+            rejections = monitor.process_payloads(batch.values, timestamps_s,
+                                                  partition_runs(batch.partitions))
+            if len(refused) < REFUSED_SHOWN:
+                refused += [(batch.numbers[index], reason) for index, reason in rejections]
+    for numbers, payloads in () if framed else iter_jsonl_lines(input_path, batch_size):
         if clock is not None:
             clock.batch(monitor.messages, payloads)
         rejections = monitor.process_payloads(payloads)

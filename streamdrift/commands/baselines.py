@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from streamdrift.baseline import (
     Baseline,
@@ -17,7 +19,13 @@ from streamdrift.baseline import (
 )
 from streamdrift.config import Config, load_config, parse_time_ms
 from streamdrift.errors import StreamdriftError
-from streamdrift.sources.file import Dataset, dataset_from_messages, read_dataset
+from streamdrift.sources.file import (
+    Dataset,
+    FramedDecoder,
+    dataset_from_messages,
+    dataset_from_records,
+    read_dataset,
+)
 from streamdrift.textreport import reasons, render_refused
 
 
@@ -54,7 +62,7 @@ def build(args: argparse.Namespace) -> int:
         if args.since or args.until:
             raise StreamdriftError("--since and --until go with --from-kafka")
         dataset = read_dataset(args.input, config.features, config.input.max_message_bytes,
-                               delimiter(args))
+                               delimiter(args), framed_decoder(config))
     baseline = build_from(config, dataset)
     output: Path = args.output or config.baseline.path
     save_baseline(baseline, output)
@@ -94,8 +102,32 @@ def _dataset_from_kafka(config: Config, since: str | None, until: str | None) ->
               f"{len(records)} messages")
     print(f"read {len(records)} messages of {', '.join(topics)} from {_iso(since_ms)} to "
           f"{until_text}")
-    return dataset_from_messages([[record.value for record in records]], config.features,
-                                 config.input.max_message_bytes, source)
+    if config.input.formats() == {"json"}:
+        return dataset_from_messages([[record.value for record in records]], config.features,
+                                     config.input.max_message_bytes, source)
+    decode = framed_decoder(config)
+    found, refused = decode([record.value for record in records],
+                            [(record.topic, record.partition) for record in records])
+    return dataset_from_records(found, Counter(reason for _, reason in refused),
+                                config.features, source)
+
+
+def framed_decoder(config: Config) -> FramedDecoder:
+    """Decodes payloads of the config's formats into mappings, fetching the writer schemas
+    they name from the registry first (Avro)."""
+    from streamdrift.formats import PayloadDecoder
+    from streamdrift.sources.records import partition_runs
+    from streamdrift.sources.schemas import fetch_writer_schemas, format_decoding
+
+    writer_schemas, message_class = format_decoding(config)
+    decoder = PayloadDecoder(config, writer_schemas, message_class)
+
+    def decode(payloads: list[bytes | None], partitions: list[tuple[str, int]]
+               ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        fetch_writer_schemas(writer_schemas, payloads)
+        return decoder.decode_records(payloads, partition_runs(partitions) or ((None, 0),))
+
+    return decode
 
 
 def _iso(timestamp_ms: int) -> str:

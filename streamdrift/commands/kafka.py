@@ -66,6 +66,9 @@ def produce(args: argparse.Namespace) -> int:
     # run that then stops on a typo would be left behind).
     batches = (_recorded_batches(args, config) if args.input is not None
                else _synthetic_batches(args, config))
+    output_format = args.format or config.input.format_of(topic)
+    if output_format != "json":
+        batches = _encoded(batches, config, topic, output_format)
     try:
         existing = ensure_topic(config.kafka, topic, args.partitions)
         sink = KafkaSink(config.kafka)
@@ -158,6 +161,89 @@ def _synthetic_batches(args: argparse.Namespace, config: Config) -> Iterator[Bat
             sent += size
 
     return draw()
+
+
+def _encoded(batches: Iterator[Batch], config: Config, topic: str, output_format: str
+             ) -> Iterator[Batch]:
+    """``batches`` of JSON messages framed for a Schema Registry: Avro records of the schema
+    of the config's features (registered under ``TOPIC-value``, the registry's default
+    subject for a topic's values), or Protobuf messages of ``input.protobuf.message``. Set
+    up before the first message, so that a registry that does not answer stops the run
+    before the topic is touched."""
+    encode = (_avro_encoder(config, topic) if output_format == "avro"
+              else _protobuf_encoder(config))
+    return ((list(map(encode, payloads)), keys, timestamps)
+            for payloads, keys, timestamps in batches)
+
+
+def _avro_encoder(config: Config, topic: str) -> Any:
+    import fastavro
+
+    from streamdrift.avro import encode_framed, feature_record_schema
+    from streamdrift.registry import RegistryUnavailableError, SchemaRegistry
+
+    registry_config = config.input.schema_registry
+    if registry_config is None:
+        raise ConfigError("--format avro needs input.schema_registry.url (or "
+                          "STREAMDRIFT_SCHEMA_REGISTRY_URL)")
+    time_field = config.window.time_field
+    try:
+        schema = feature_record_schema(config.features, time_field)
+    except ValueError as error:
+        raise ConfigError(f"--format avro: {error}") from None
+    try:
+        schema_id = SchemaRegistry(registry_config).register(f"{topic}-value",
+                                                             json.dumps(schema))
+    except RegistryUnavailableError as error:
+        raise StreamdriftError(f"cannot register the schema at {registry_config.url}: "
+                               f"{error}") from None
+    print(f"registered the schema of {len(config.features)} features under {topic}-value "
+          f"(id {schema_id})")
+    parsed = fastavro.parse_schema(schema)
+    unit = config.window.time_unit
+
+    def encode(payload: bytes) -> bytes:
+        message = json.loads(payload)
+        if time_field is not None:
+            value = _field(message, time_field)
+            if value is not None:
+                target = message
+                for key in time_field[:-1]:
+                    target = target[key]
+                target[time_field[-1]] = _timestamp_ms(value, unit, Path("message"), 0)
+        try:
+            return encode_framed(schema_id, parsed, message)
+        except (ValueError, TypeError) as error:  # a value the schema does not allow
+            raise InputError(f"cannot encode a message as Avro ({error}): "
+                             f"{payload[:200]!r}") from None
+
+    return encode
+
+
+def _protobuf_encoder(config: Config) -> Any:
+    from google.protobuf import json_format
+
+    from streamdrift.framing import frame
+    from streamdrift.protobuf import load_message_class, message_indexes
+
+    if config.input.protobuf is None:
+        raise ConfigError("--format protobuf needs input.protobuf.descriptor_set and "
+                          "input.protobuf.message")
+    message_class = load_message_class(config.input.protobuf.descriptor_set,
+                                       config.input.protobuf.message)
+    indexes = message_indexes(message_class.DESCRIPTOR)
+
+    def encode(payload: bytes) -> bytes:
+        try:
+            message = json_format.ParseDict(json.loads(payload), message_class(),
+                                            ignore_unknown_fields=True)
+        except json_format.ParseError as error:
+            raise InputError(f"cannot encode a message as {config.input.protobuf} "
+                             f"({error}): {payload[:200]!r}") from None
+        # (schema id 0: nothing is registered; readers take the type from their config)
+        return frame(0, message.SerializeToString(), indexes)
+
+    return encode
 
 
 def _recorded_batches(args: argparse.Namespace, config: Config) -> Iterator[Batch]:
@@ -260,6 +346,11 @@ def demo_kafka(args: argparse.Namespace) -> int:
 
     base = demo_config()
     topic = f"streamdrift-demo-{int(time.time())}"
+    if args.format == "avro":
+        from streamdrift.config import SchemaRegistryConfig
+
+        base = dataclasses.replace(base, input=dataclasses.replace(
+            base.input, format="avro", schema_registry=SchemaRegistryConfig(args.registry)))
     config = dataclasses.replace(
         base,
         kafka=KafkaConfig(bootstrap_servers=args.bootstrap, topic=topic,
@@ -269,6 +360,7 @@ def demo_kafka(args: argparse.Namespace) -> int:
         service=ServiceConfig(publish_interval_s=1.0, lag_interval_s=2.0),
     )
     stream = SyntheticStream(config, seed=args.seed)
+    encode = _avro_encoder(config, topic) if args.format == "avro" else None
     try:
         ensure_topic(config.kafka, topic, 3)
         sink = KafkaSink(config.kafka)
@@ -294,13 +386,15 @@ def demo_kafka(args: argparse.Namespace) -> int:
             while sent < total and not service.stop.is_set():
                 messages = stream.messages(min(chunk, total - sent), DEMO_DRIFTED, drift_from,
                                            offset=sent)
-                sink.send(topic, [json.dumps(message).encode() for message in messages])
+                payloads = [json.dumps(message).encode() for message in messages]
+                sink.send(topic, payloads if encode is None else list(map(encode, payloads)))
                 sent += len(messages)
                 time.sleep(max(0.0, sent / args.rate - (time.monotonic() - started)))
             sink.close()
 
         def show() -> None:
-            print(f"topic {topic}: {total} messages at {args.rate:g}/s, drift from message "
+            print(f"topic {topic} ({args.format}): {total} messages at {args.rate:g}/s, "
+                  f"drift from message "
                   f"{drift_from} in {', '.join(DEMO_DRIFTED)}; metrics on "
                   f"http://127.0.0.1:{args.metrics_port}/metrics")
             print(f"{'consumed':>9} " + " ".join(f"{name:>15}" for name in names), flush=True)

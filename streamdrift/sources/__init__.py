@@ -42,6 +42,11 @@ class Source(Protocol):
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         """Commit synchronously; False (logged) when the brokers refused or did not answer."""
 
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        """Read these partitions again from these offsets at the next poll (a batch that
+        could not be decoded yet, and was not counted); partitions no longer held are
+        left alone."""
+
     def assignment(self) -> list[Partition]:
         """The partitions held now, sorted."""
 

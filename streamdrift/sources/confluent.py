@@ -281,6 +281,13 @@ class ConfluentSource:
                              "%s: %s (topic %s, partition %s)", error.name(), error.str(),
                              message.topic(), message.partition())
 
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        consumer = self._group_consumer()
+        held = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) in held:  # a rebalance since the poll: its next owner reads it
+                consumer.seek(TopicPartition(topic, partition, offset))
+
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         """Commit ``next_offsets`` (the offset of the next message to read, per partition),
         synchronously. False when the brokers refused or did not answer: the offsets stay to

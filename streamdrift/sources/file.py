@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,18 @@ from streamdrift.features import (
     parse_text_cell,
     raw_values,
 )
+from streamdrift.values import json_like
 
 TABULAR_SUFFIXES = (".csv", ".parquet")
 MESSAGE_SUFFIXES = (".jsonl", ".ndjson")
+# Avro container files: of data records (features by path, like JSONL messages), or of
+# Kafka records whose values are framed (sources.framed_file).
+AVRO_SUFFIXES = (".avro",)
+# Framed payloads, with the (topic, partition) of each -> the messages as mappings and the
+# refused payloads as (position, reason): formats.PayloadDecoder.decode_records, once the
+# writer schemas are at hand.
+FramedDecoder = Callable[[list[bytes | None], list[tuple[str, int]]],
+                         tuple[list[dict[str, Any]], list[tuple[int, str]]]]
 
 
 # How many unusable values of a feature a dataset keeps to show.
@@ -60,11 +69,13 @@ class Dataset:
 
 
 def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
-                 max_message_bytes: int, delimiter: str | None = None) -> Dataset:
+                 max_message_bytes: int, delimiter: str | None = None,
+                 decode_framed: FramedDecoder | None = None) -> Dataset:
     """Every feature's values across ``paths`` (rows in file order, files in given order).
 
     A CSV file is split on ``delimiter``, or on the one of ``CSV_DELIMITERS`` its first
-    lines show. A file without a single row is an error.
+    lines show. An Avro container of Kafka records is decoded by ``decode_framed``. A file
+    without a single row is an error.
     """
     values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
     rejected: Counter[str] = Counter()
@@ -82,9 +93,12 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
                 iter_jsonl_lines(path), specs, max_message_bytes)
             rejected.update(file_rejected)
             refused_lines += [(str(path), number, reason) for number, reason in refused]
+        elif suffix in AVRO_SUFFIXES:
+            file_values, file_rejected = _read_avro(path, specs, decode_framed)
+            rejected.update(file_rejected)
         else:
-            raise InputError(f"{path}: unknown input type {suffix!r}; use .csv, .parquet or "
-                             ".jsonl")
+            raise InputError(f"{path}: unknown input type {suffix!r}; use .csv, .parquet, "
+                             ".jsonl or .avro")
         file_rows = len(file_values[specs[0].name]) if specs else 0
         if file_rows == 0 and not file_rejected:
             raise InputError(f"{path}: no rows")
@@ -94,6 +108,48 @@ def read_dataset(paths: Sequence[Path], specs: Sequence[FeatureSpec],
     dataset = _dataset(specs, values, rows, rejected, [str(path) for path in paths])
     dataset.refused_lines = refused_lines[:REFUSED_LINES_SHOWN]
     return dataset
+
+
+def _read_avro(path: Path, specs: Sequence[FeatureSpec], decode_framed: FramedDecoder | None
+               ) -> tuple[dict[str, list[Any]], Counter[str]]:
+    from streamdrift.sources.framed_file import (
+        is_framed_record_file,
+        iter_data_records,
+        iter_framed_records,
+    )
+
+    values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
+    rejected: Counter[str] = Counter()
+    if is_framed_record_file(path):
+        if decode_framed is None:
+            raise InputError(f"{path}: a file of Kafka records needs the topic's format "
+                             "(input.format) to be read")
+        for batch in iter_framed_records(path):
+            records, refused = decode_framed(batch.values, batch.partitions)
+            rejected.update(reason for _, reason in refused)
+            _extend_values(values, specs, records)
+        return values, rejected
+    for records in iter_data_records(path):
+        _extend_values(values, specs, records)
+    return values, rejected
+
+
+def _extend_values(values: dict[str, list[Any]], specs: Sequence[FeatureSpec],
+                   records: Sequence[Mapping[str, Any]]) -> None:
+    """Each feature's values in ``records``, spelt as JSON would carry them."""
+    for spec in specs:
+        values[spec.name].extend(json_like(raw_values(records, spec.path),
+                                           spec.type == "numeric"))
+
+
+def dataset_from_records(records: Sequence[Mapping[str, Any]], rejected: Counter[str],
+                         specs: Sequence[FeatureSpec], source: str) -> Dataset:
+    """A dataset of decoded messages (a topic of any format read back)."""
+    values: dict[str, list[Any]] = {spec.name: [] for spec in specs}
+    _extend_values(values, specs, records)
+    if not records and not rejected:
+        raise InputError(f"{source}: no messages")
+    return _dataset(specs, values, len(records), rejected, [source])
 
 
 def _dataset(specs: Sequence[FeatureSpec], values: dict[str, list[Any]], rows: int,

@@ -273,6 +273,13 @@ class KafkaSource:
             return False
         return True
 
+    def rewind(self, offsets: Mapping[Partition, int]) -> None:
+        held = set(self._consumer.assignment())
+        for (topic, partition), offset in offsets.items():
+            key = TopicPartition(topic, partition)
+            if key in held:  # a rebalance since the poll: its next owner reads it
+                self._consumer.seek(key, offset)
+
     def assignment(self) -> list[Partition]:
         if self._consumer is None:
             return []

@@ -1,12 +1,16 @@
-"""Fixtures and helpers for the integration tests: a real Kafka broker and the service.
+"""Fixtures and helpers for the integration tests: a real Kafka broker, a real schema
+registry and the service.
 
 ``tests/run`` starts a dedicated broker and exports ``STREAMDRIFT_TEST_BOOTSTRAP``; every
 test under this folder is marked ``integration`` and *fails* (never skips) when no broker
-answers, so that a green run always means the tests ran.
+answers, so that a green run always means the tests ran. Beside the broker it starts a
+Confluent-compatible schema registry (Apicurio Registry, ``deploy/local/registry``) and
+exports ``STREAMDRIFT_TEST_REGISTRY``; the ``registry_url`` fixture fails the same way when
+none answers, and ``registry_factory`` starts registries of a test's own, to stop or pause.
 
 Helpers for test modules (``from tests.integration.conftest import ...``):
 ``produce``, ``consume_all``, ``free_port``, ``wait_until``, ``write_service_config``,
-``build_demo_baseline``, ``ServiceProcess`` and ``Record``.
+``build_demo_baseline``, ``ServiceProcess``, ``RegistryProcess`` and ``Record``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -52,6 +57,15 @@ HOW_TO_START = (
     "start one with tests/run (it starts a test broker and sets "
     f"{BOOTSTRAP_ENV}), or with `deploy/local/kafka start` and "
     f"{BOOTSTRAP_ENV}=127.0.0.1:9092"
+)
+
+REGISTRY_ENV = "STREAMDRIFT_TEST_REGISTRY"
+REGISTRY_WAIT_S = 30.0
+REGISTRY_SCRIPT = REPO / "deploy" / "local" / "registry"
+HOW_TO_START_REGISTRY = (
+    "start one with tests/run (it starts a test registry and sets "
+    f"{REGISTRY_ENV}), or with `deploy/local/registry start` and "
+    f"{REGISTRY_ENV}=http://127.0.0.1:8081"
 )
 
 # A metric sample: (sample name, frozenset of its (label, value) pairs).
@@ -300,6 +314,192 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+# --------------------------------------------------------------------------------------------
+# schema registry
+
+
+def _registry_ready(url: str) -> bool:
+    return http_get(f"{url}/health/ready", 2.0)[0] == 200
+
+
+def _process_gone(pid: int) -> bool:
+    """No process ``pid``, or only its zombie (the registry is no child of ours: init reaps
+    it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.fixture(scope="session")
+def registry_url() -> str:
+    """Base URL of the test schema registry, ``http://127.0.0.1:18081`` under tests/run (no
+    trailing slash; the Confluent-compatible API is under ``/apis/ccompat/v7``); fails the
+    test when ``STREAMDRIFT_TEST_REGISTRY`` is unset or ``/health/ready`` does not answer 200
+    within 30 s.
+
+    This registry is shared by the whole session and by every pytest worker, and keeps what
+    was registered in it until the next tests/run: register under subjects of unique names
+    (the topic's, say), never expect an id to be 1, and never stop or pause it - a test that
+    needs the registry gone takes ``registry_factory`` instead.
+    """
+    url = os.environ.get(REGISTRY_ENV, "").strip().rstrip("/")
+    if not url:
+        pytest.fail(f"{REGISTRY_ENV} is not set: these tests need a schema registry; "
+                    f"{HOW_TO_START_REGISTRY}", pytrace=False)
+    started = time.monotonic()
+    problem = None
+    try:
+        wait_until(lambda: _registry_ready(url), REGISTRY_WAIT_S, interval_s=0.5,
+                   what=f"{url}/health/ready to answer 200")
+    except AssertionError as error:
+        problem = str(error)
+    if problem is not None:  # failed out of the except block: no chained traceback
+        pytest.fail(f"no schema registry answers at {REGISTRY_ENV}={url} (waited "
+                    f"{time.monotonic() - started:.0f}s; {problem}); {HOW_TO_START_REGISTRY}",
+                    pytrace=False)
+    return url
+
+
+class RegistryProcess:
+    """A schema registry of a test's own (Apicurio Registry on 127.0.0.1:``port``), run by
+    ``deploy/local/registry`` with its pid file, log and H2 database in ``data_dir``.
+
+    With ``storage="file"`` (the default) what is registered, ids included, survives
+    ``stop()`` + ``start()`` and even ``kill()``; with ``"mem"`` a restart forgets it all.
+    Two kinds of outage:
+
+    - ``stop()`` / ``start()`` (or ``with registry.stopped():``): the port is closed, a
+      client's connection is refused at once;
+    - ``pause()`` / ``resume()`` (or ``with registry.paused():``), SIGSTOP / SIGCONT: the
+      process keeps its port and the kernel accepts connections, but nothing answers - a
+      client waits for its own timeout.
+
+    ``pid`` and ``pid_file`` are there for anything else (another signal, say).
+    """
+
+    def __init__(self, port: int, data_dir: Path, storage: str = "file") -> None:
+        self.port = port
+        self.data_dir = Path(data_dir)
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "REGISTRY_PORT": str(port),
+                    "REGISTRY_DATA_DIR": str(self.data_dir), "REGISTRY_STORAGE": storage}
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "registry.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "logs" / "registry.log"
+
+    @property
+    def pid(self) -> int:
+        """The pid of the running registry (fails when it does not run)."""
+        return int(self.run("pid").strip())
+
+    def run(self, *args: str, timeout_s: float = 300.0) -> str:
+        """``deploy/local/registry ARGS`` for this registry; its output. Fails the test when
+        the script fails (a start that times out prints the log tail)."""
+        result = subprocess.run([str(REGISTRY_SCRIPT), *args], env=self.env,
+                                capture_output=True, text=True, timeout=timeout_s,
+                                check=False)
+        if result.returncode != 0:
+            pytest.fail(f"deploy/local/registry {' '.join(args)} failed "
+                        f"({result.returncode}):\n{result.stdout}\n{result.stderr}",
+                        pytrace=False)
+        return result.stdout
+
+    def start(self) -> RegistryProcess:
+        """Start it (a no-op when it runs; resumes it when paused) and wait until it is
+        ready; returns self."""
+        self.run("start")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM and wait until it has exited (a no-op when it does not run)."""
+        self.run("stop")
+
+    def kill(self) -> None:
+        """SIGKILL, and wait until it has gone: a crash."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _process_gone(pid), 10, what=f"registry pid {pid} gone after SIGKILL")
+
+    def pause(self) -> None:
+        """SIGSTOP: it keeps its port but answers nothing until ``resume()``."""
+        self.run("pause")
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        self.run("resume")
+
+    @property
+    def ready(self) -> bool:
+        """``/health/ready`` answers 200 now."""
+        try:
+            return _registry_ready(self.url)
+        except OSError:
+            return False
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stopped for the block, started again (and ready) after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Paused for the block, resumed after it."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        tail = text.splitlines()[-lines:]
+        return "\n".join([f"----- last {len(tail)} lines of {self.log_path} -----", *tail])
+
+    def __str__(self) -> str:
+        return f"schema registry {self.url} (data {self.data_dir})"
+
+
+@pytest.fixture
+def registry_factory(request: pytest.FixtureRequest,
+                     tmp_path: Path) -> Iterator[Callable[..., RegistryProcess]]:
+    """``start(storage="file") -> RegistryProcess``: a schema registry of the test's own, on
+    a free port, data in ``tmp_path``, started and ready (5 to 15 s; about 280 MB of memory
+    while it runs). For a test that stops, pauses or kills the registry, which it must not
+    do to the shared ``registry_url`` one.
+
+    At teardown every registry started is stopped (resumed first if paused), and the log
+    tails are printed if the test failed.
+    """
+    registries: list[RegistryProcess] = []
+
+    def start(storage: str = "file") -> RegistryProcess:
+        registry = RegistryProcess(free_port(), tmp_path / f"registry-{len(registries)}",
+                                   storage)
+        registries.append(registry)
+        return registry.start()
+
+    yield start
+    failed = isinstance(request.node, pytest.Item) and _test_failed(request.node)
+    for registry in registries:
+        if failed:
+            print(registry.log_tail())
+        registry.stop()
 
 
 # --------------------------------------------------------------------------------------------
