@@ -156,7 +156,21 @@ def test_check_and_show(workspace: Path, capsys):
     assert main(["baseline", "show", str(workspace / "baseline.json")]) == 0
     out = capsys.readouterr().out
     assert "OK, 7 features" in out
+    assert "\nmessages: JSON\n" in out
     assert "format      streamdrift.baseline/v1" in out
+
+
+def test_check_says_how_framed_topics_are_read(workspace: Path, capsys):
+    main(["baseline", "build", "--config", str(workspace / "config.yaml"),
+          "--input", str(workspace / "reference.csv")])
+    document = yaml.safe_load((workspace / "config.yaml").read_text())
+    document["input"] = {"format": "avro", "formats_by_topic": {"legacy": "json"},
+                         "schema_registry": {"url": "http://registry:8081"}}
+    document["baseline"]["path"] = str(workspace / "baseline.json")
+    (workspace / "avro.yaml").write_text(yaml.safe_dump(document))
+    assert main(["check", "--config", str(workspace / "avro.yaml")]) == 0
+    assert ("messages: Avro, writer schemas from http://registry:8081; topic legacy: JSON"
+            in capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,7 @@ def check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"config {args.config}: OK, {len(config.features)} features, window "
           f"{config.window.describe()}, KL threshold {config.divergence.threshold} nats")
+    print(f"messages: {describe_formats(config)}")
     baseline_path: Path = args.baseline or config.baseline.path
     baseline = load_baseline(baseline_path)
     check_baseline_fits(baseline, config.features, str(baseline_path))
@@ -191,3 +192,20 @@ def check(args: argparse.Namespace) -> int:
         print(f"{spec.name:<22} {feature.n_bins:>5} {feature.count:>10} "
               f"{config.threshold_for(spec):>9.3g} {min_samples:>11}{source:<7} {floor:.4f}")
     return 0
+
+
+def describe_formats(config: Config) -> str:
+    """How the topics' messages are read, in a line (the registry is not asked: ``check``
+    connects nowhere)."""
+    def one(name: str) -> str:
+        if name == "avro" and config.input.schema_registry is not None:
+            return f"Avro, writer schemas from {config.input.schema_registry.url}"
+        if name == "protobuf" and config.input.protobuf is not None:
+            return (f"Protobuf {config.input.protobuf.message} from "
+                    f"{config.input.protobuf.descriptor_set}")
+        return "JSON"
+
+    text = one(config.input.format)
+    for topic, name in config.input.formats_by_topic:
+        text += f"; topic {topic}: {one(name)}"
+    return text
