@@ -318,17 +318,103 @@ def test_the_config_map_is_a_streamdrift_config_with_the_chart_s_paths():
     assert raw["kafka"].pop("sasl_password_file") == "/etc/streamdrift/kafka-sasl/password"
     # So is the web-config file, read at start from its mounted Secret.
     assert raw["metrics"].pop("web_config_file") == "/etc/streamdrift/web-config/web-config.yml"
+    # And the Schema Registry's password.
+    assert raw["input"]["schema_registry"].pop("password_file") == \
+        "/etc/streamdrift/registry-auth/password"
     # (read at start from the mounted Secret; the rest is checked as streamdrift checks it)
     config = parse_config(raw, Path("/etc/streamdrift/config"), environ={})
     assert str(config.baseline.path) == "/etc/streamdrift/baseline/baseline.json"
     assert (config.metrics.port, config.metrics.bind_address) == (9108, "0.0.0.0")
     assert [spec.name for spec in config.features] == [
         f["name"] for f in VALUES["everything"]["config"]["features"]]
+    assert config.input.formats() == {"avro", "protobuf"}
+    assert config.input.schema_registry is not None
+    assert str(config.input.schema_registry.ca_file) == "/etc/streamdrift/registry-tls/ca.crt"
+    assert config.input.protobuf is not None
+    assert str(config.input.protobuf.descriptor_set) == "/etc/streamdrift/protobuf/features.desc"
     container = _workload(documents)["spec"]["template"]["spec"]["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["kafka-sasl"] == "/etc/streamdrift/kafka-sasl"
     assert mounts["kafka-tls"] == "/etc/streamdrift/kafka-tls"
     assert mounts["web-config"] == "/etc/streamdrift/web-config"
+    assert mounts["registry-auth"] == "/etc/streamdrift/registry-auth"
+    assert mounts["registry-tls"] == "/etc/streamdrift/registry-tls"
+    assert mounts["protobuf-descriptors"] == "/etc/streamdrift/protobuf"
+
+
+_REGISTRY_CONFIG: dict[str, Any] = {
+    "kafka": {"bootstrap_servers": "k:9092", "topic": "t"},
+    "input": {"format": "avro",
+              "schema_registry": {"url": "https://registry:8081", "username": "sd",
+                                  "password_file": "/elsewhere", "timeout_s": 2}},
+    "features": [{"name": "a"}]}
+
+
+def _pod(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The pod spec, its container and the rendered config.yaml, for ``values``."""
+    documents = render(values)
+    (config_map,) = [c for c in by_kind(documents)["ConfigMap"]
+                     if c["metadata"]["name"].endswith("-config")]
+    spec = _workload(documents)["spec"]["template"]["spec"]
+    return spec, spec["containers"][0], yaml.safe_load(config_map["data"]["config.yaml"])
+
+
+def test_schema_registry_secrets_are_mounted_as_files_the_config_names():
+    spec, container, config = _pod({
+        "config": _REGISTRY_CONFIG,
+        "schemaRegistryAuth": {"passwordSecret": {"name": "registry-pw", "key": "secret"},
+                               "caSecret": {"name": "registry-ca"}}})
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    # Only the named key of each Secret, read-only.
+    assert volumes["registry-auth"] == {"name": "registry-auth", "secret": {
+        "secretName": "registry-pw", "items": [{"key": "secret", "path": "secret"}]}}
+    assert volumes["registry-tls"] == {"name": "registry-tls", "secret": {
+        "secretName": "registry-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    assert mounts["registry-auth"] == {"name": "registry-auth", "readOnly": True,
+                                       "mountPath": "/etc/streamdrift/registry-auth"}
+    assert mounts["registry-tls"] == {"name": "registry-tls", "readOnly": True,
+                                      "mountPath": "/etc/streamdrift/registry-tls"}
+    # The chart's files win over what the config said; the rest of the section is kept.
+    assert config["input"] == {"format": "avro", "schema_registry": {
+        "url": "https://registry:8081", "username": "sd", "timeout_s": 2,
+        "password_file": "/etc/streamdrift/registry-auth/secret",
+        "ca_file": "/etc/streamdrift/registry-tls/ca.crt"}}
+    # Never in the environment.
+    assert all("REGISTRY" not in e["name"] for e in container["env"])
+    assert "protobuf-descriptors" not in volumes
+
+
+@pytest.mark.parametrize("source", ["configMap", "secret"])
+def test_a_protobuf_descriptor_set_is_mounted_from_a_config_map_or_a_secret(source):
+    config = {**_REGISTRY_CONFIG, "input": {"format": "protobuf",
+                                            "protobuf": {"message": "shop.Event"}}}
+    spec, container, rendered = _pod({"config": config,
+                                      "protobufDescriptors": {source: "descriptors"}})
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "protobuf-descriptors"]
+    items = [{"key": "features.desc", "path": "features.desc"}]
+    assert volume == ({"name": "protobuf-descriptors",
+                       "configMap": {"name": "descriptors", "items": items}}
+                      if source == "configMap" else
+                      {"name": "protobuf-descriptors",
+                       "secret": {"secretName": "descriptors", "items": items}})
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "protobuf-descriptors"]
+    assert mount == {"name": "protobuf-descriptors", "readOnly": True,
+                     "mountPath": "/etc/streamdrift/protobuf"}
+    assert rendered["input"] == {"format": "protobuf", "protobuf": {
+        "message": "shop.Event", "descriptor_set": "/etc/streamdrift/protobuf/features.desc"}}
+    assert not {"registry-auth", "registry-tls"} & {v["name"] for v in spec["volumes"]}
+
+
+def test_without_registry_values_the_config_s_input_is_left_alone():
+    # Nothing set: no input section appears (the defaults' config is the user's).
+    _, container, config = _pod({})
+    assert "input" not in config
+    assert not {"registry-auth", "registry-tls", "protobuf-descriptors"} & {
+        m["name"] for m in container["volumeMounts"]}
+    # Without the Secrets, the paths the config names itself are kept.
+    _, _, config = _pod({"config": _REGISTRY_CONFIG})
+    assert config["input"] == _REGISTRY_CONFIG["input"]
 
 
 def test_static_membership_comes_with_the_stateful_set_only():
@@ -347,6 +433,11 @@ def test_static_membership_comes_with_the_stateful_set_only():
     ({"config": {"kafka": {"bootstrap_servers": "k", "sasl_password": "x"}, "features": []}},
      "sasl_password"),
     ({"replicas": 3}, "replicas"),
+    ({"config": {"kafka": {"bootstrap_servers": "k"}, "features": [],
+                 "input": {"schema_registry": {"url": "http://r", "password": "x"}}}},
+     "password"),
+    ({"protobufDescriptors": {"configMap": "a", "secret": "b"}}, "protobufDescriptors"),
+    ({"schemaRegistryAuth": {"passwordSecret": "registry-pw"}}, "passwordSecret"),
     ({"image": {"repository": "r", "digest": "latest"}}, "digest"),
 ])
 def test_the_values_schema_refuses_what_would_not_work(values, message):

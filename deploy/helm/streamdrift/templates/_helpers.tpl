@@ -35,6 +35,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* Where the pod finds its files. */}}
 {{- define "streamdrift.baselinePath" -}}/etc/streamdrift/baseline/{{ .Values.baseline.key }}{{- end -}}
 {{- define "streamdrift.saslPasswordPath" -}}/etc/streamdrift/kafka-sasl/{{ .Values.kafkaAuth.saslPasswordSecret.key }}{{- end -}}
+{{- define "streamdrift.registryPasswordPath" -}}/etc/streamdrift/registry-auth/{{ .Values.schemaRegistryAuth.passwordSecret.key }}{{- end -}}
+{{- define "streamdrift.registryCaPath" -}}/etc/streamdrift/registry-tls/{{ .Values.schemaRegistryAuth.caSecret.key }}{{- end -}}
+{{- define "streamdrift.descriptorSetPath" -}}/etc/streamdrift/protobuf/{{ .Values.protobufDescriptors.key }}{{- end -}}
 {{- define "streamdrift.webConfigPath" -}}/etc/streamdrift/web-config/{{ .Values.metricsWebConfig.key }}{{- end -}}
 
 {{/* The config file: the user's map, with what the chart decides set over it. */}}
@@ -47,6 +50,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- if .Values.kafkaAuth.saslPasswordSecret.name -}}
 {{- $_ := set $config "kafka" (mergeOverwrite (deepCopy $config.kafka) (dict "sasl_password_file" (include "streamdrift.saslPasswordPath" .))) -}}
+{{- end -}}
+{{- $input := deepCopy (default (dict) $config.input) -}}
+{{- $registry := dict -}}
+{{- if .Values.schemaRegistryAuth.passwordSecret.name -}}
+{{- $_ := set $registry "password_file" (include "streamdrift.registryPasswordPath" .) -}}
+{{- end -}}
+{{- if .Values.schemaRegistryAuth.caSecret.name -}}
+{{- $_ := set $registry "ca_file" (include "streamdrift.registryCaPath" .) -}}
+{{- end -}}
+{{- if $registry -}}
+{{- $_ := set $input "schema_registry" (mergeOverwrite (default (dict) $input.schema_registry) $registry) -}}
+{{- end -}}
+{{- if or .Values.protobufDescriptors.configMap .Values.protobufDescriptors.secret -}}
+{{- $_ := set $input "protobuf" (mergeOverwrite (default (dict) $input.protobuf) (dict "descriptor_set" (include "streamdrift.descriptorSetPath" .))) -}}
+{{- end -}}
+{{- if $input -}}
+{{- $_ := set $config "input" $input -}}
 {{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
