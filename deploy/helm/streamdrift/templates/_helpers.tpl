@@ -43,6 +43,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* The config file: the user's map, with what the chart decides set over it. */}}
 {{- define "streamdrift.config" -}}
 {{- $config := deepCopy .Values.config -}}
+{{- /* A topic_pattern replaces the default's empty topic (streamdrift refuses both). */ -}}
+{{- if and $config.kafka $config.kafka.topic_pattern (not $config.kafka.topic) -}}
+{{- $_ := unset $config.kafka "topic" -}}
+{{- end -}}
 {{- $_ := set $config "baseline" (mergeOverwrite (deepCopy (default (dict) $config.baseline)) (dict "path" (include "streamdrift.baselinePath" .))) -}}
 {{- $_ := set $config "metrics" (mergeOverwrite (deepCopy (default (dict) $config.metrics)) (dict "port" .Values.metricsPort "bind_address" "0.0.0.0")) -}}
 {{- if .Values.metricsWebConfig.secret -}}
