@@ -94,6 +94,22 @@ class FeatureBaseline:
         return self.missing / total if total else 0.0
 
     @cached_property
+    def other_ratio(self) -> float:
+        """Share of the reference's usable values in the other bin, i.e. of categories the
+        baseline does not list (those beyond ``max_categories``): unsmoothed, from the counts;
+        the other bin's probability for a file without counts; 0 for a numeric feature.
+
+        >>> FeatureBaseline("plan", "categorical", np.array([6, 1, 3]),
+        ...                 np.array([0.6, 0.1, 0.3]), categories=("pro", "free")).other_ratio
+        0.3
+        """
+        if self.type != "categorical":
+            return 0.0
+        if self.count:
+            return int(self.counts[self.other_bin]) / self.count
+        return float(self.probabilities[self.other_bin])
+
+    @cached_property
     def bin_labels(self) -> tuple[str, ...]:
         r"""A readable name for every bin, in bin order, true of any value that falls in it
         (a window's as well as the reference's), and unique within the feature.

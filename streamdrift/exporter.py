@@ -106,11 +106,15 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
         "window_min_samples": "Values the window needs before divergences are reported",
         "feature_missing_ratio": "Share of the window's messages missing the feature",
         "baseline_missing_ratio": "Share of the reference data missing the feature",
+        "baseline_other_ratio": "Share of the reference's values in the other bin "
+                                "(categories the baseline does not list), unsmoothed; 0 for "
+                                "a numeric feature",
     }
     families = {name: GaugeMetricFamily(f"streamdrift_{name}", doc, labels=["feature"])
                 for name, doc in gauges.items()}
     counters = {
-        "unseen_categories": "Values outside the baseline's categories (the other bin)",
+        "unseen_categories": "Values in the other bin: categories the baseline does not "
+                             "list, never seen in the reference or too rare to be listed",
         "out_of_range": "Numeric values outside the reference's [min, max]",
         "drift_changes": "Change points the river detector found in the KL series",
         "missing_values": "Missing (absent, null, NaN) values of the feature",
@@ -149,6 +153,7 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
             "window_min_samples": float(feature.min_samples),
             "feature_missing_ratio": _value(feature.missing_ratio),
             "baseline_missing_ratio": feature.baseline_missing_ratio,
+            "baseline_other_ratio": baseline[name].other_ratio,
         }
         for metric, value in values.items():
             families[metric].add_metric(labels, value)

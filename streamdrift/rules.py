@@ -100,6 +100,18 @@ def recording_rules(params: RuleParameters) -> list[dict[str, Any]]:
     ]
 
 
+def unseen_excess(params: RuleParameters) -> str:
+    """Share of a feature's values in its other bin (categories the baseline does not list)
+    minus the reference's share there: the part the baseline does not explain. Both are
+    shares of usable values, so a change in how often the feature is missing does not move
+    it. The three operands come from one target and are matched on all their labels: one
+    result per replica and feature, with the target's labels kept."""
+    window = params.service_for
+    return (f"rate(streamdrift_unseen_categories_total[{window}])"
+            f" / sum without (bin) (rate(streamdrift_bin_total[{window}]))"
+            " - streamdrift_baseline_other_ratio")
+
+
 def _alert(name: str, expr: str, hold: str, severity: str, summary: str, description: str,
            params: RuleParameters, feature: str | None = None) -> dict[str, Any]:
     labels = {"severity": severity}
@@ -163,13 +175,12 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
                "{{ $value | humanizePercentage }} more of the messages lack "
                "{{ $labels.feature }} than in the baseline.", params, "{{ $labels.feature }}"),
         _alert("StreamdriftUnseenCategoriesSurge",
-               f"rate(streamdrift_unseen_categories_total[{params.service_for}]) / "
-               f"{per_message} > {params.surge_ratio:g}",
+               f"{unseen_excess(params)} > {params.surge_ratio:g}",
                params.drift_for, "warning",
                "Feature {{ $labels.feature }} receives categories the baseline never had",
-               "{{ $value | humanizePercentage }} of the messages carry a category of "
-               "{{ $labels.feature }} outside the baseline's.", params,
-               "{{ $labels.feature }}"),
+               "{{ $value | humanizePercentage }} more of the values of "
+               "{{ $labels.feature }} are of categories the baseline does not list than in "
+               "its reference.", params, "{{ $labels.feature }}"),
         _alert("StreamdriftOutOfRangeSurge",
                f"rate(streamdrift_out_of_range_total[{params.service_for}]) / "
                f"{per_message} > {params.surge_ratio:g}",
@@ -272,8 +283,7 @@ def value_conditions(params: RuleParameters) -> dict[str, ValueCondition]:
             f"streamdrift_feature_missing_ratio - {key} streamdrift_baseline_missing_ratio",
             "gt", params.missing_ratio_jump),
         "StreamdriftUnseenCategoriesSurge": ValueCondition(
-            f"rate(streamdrift_unseen_categories_total[{params.service_for}]) / {per_message}",
-            "gt", params.surge_ratio),
+            unseen_excess(params), "gt", params.surge_ratio),
         "StreamdriftOutOfRangeSurge": ValueCondition(
             f"rate(streamdrift_out_of_range_total[{params.service_for}]) / {per_message}",
             "gt", params.surge_ratio),

@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamdrift.baseline import Baseline, build_baseline
+from streamdrift.baseline import Baseline, build_baseline, parse_baseline
 from streamdrift.config import Config, parse_config
 from streamdrift.exporter import DriftCollector, ServiceStatus, Snapshot, make_registry
 from streamdrift.features import categorical_column, numeric_column
@@ -140,3 +140,53 @@ def test_window_shares_and_bin_labels_are_exported_per_bin():
     # Label values come from the baseline only: a category seen in messages ("q") is not one.
     assert not [key for key in samples if key[0] == "streamdrift_bin_info"
                 and ("label", "q") in key[1]]
+
+
+def _other_ratios(samples: dict, features: tuple[str, ...]) -> dict[str, float]:
+    return {name: samples[("streamdrift_baseline_other_ratio", frozenset({("feature", name)}))]
+            for name in features}
+
+
+def test_baseline_other_ratio_is_the_reference_s_unsmoothed_share_of_the_other_bin():
+    """What the unseen-categories alert subtracts: the share of the reference's usable values
+    in categories the baseline does not list (kept out by max_categories), unsmoothed."""
+    config = parse_config({"features": [{"name": "x"},
+                                         {"name": "c", "type": "categorical"},
+                                         {"name": "k", "type": "categorical"}],
+                           "window": {"size": 100, "panes": 4}}, Path.cwd(), environ={})
+    # c: 4 categories, 2 kept, 20 of its 100 values beyond them, and 10 missing ones (not
+    # values: they are not in the share). k: every category kept.
+    c = ["a"] * 50 + ["b"] * 30 + ["c"] * 15 + ["d"] * 5 + [None] * 10
+    baseline = build_baseline(
+        config.features,
+        {"x": numeric_column(np.linspace(0, 1, 110).tolist()),
+         "c": categorical_column(c),
+         "k": categorical_column(["p", "q"] * 55)},
+        {"x": 5, "c": 5, "k": 5}, 2, 0.5, "test")
+    assert baseline["c"].categories == ("a", "b")
+    assert baseline["c"].probabilities[-1] != 0.2  # smoothed: not what is exported
+    monitor = DriftMonitor(config, baseline)
+    samples = _samples(DriftCollector(Snapshot(monitor.report(), baseline, ServiceStatus())))
+    assert _other_ratios(samples, ("x", "c", "k")) == {"x": 0.0, "c": 0.2, "k": 0.0}
+
+    # It describes the baseline, not the traffic: as much in "other" as the reference, then
+    # only categories it never had, leave it as it is, while the counter counts them all.
+    monitor.process_payloads([b'{"x": 0.5, "c": "a", "k": "p"}'] * 8
+                             + [b'{"x": 0.5, "c": "d", "k": "p"}'] * 2
+                             + [b'{"x": 0.5, "c": "new", "k": "zz"}'] * 40)
+    samples = _samples(DriftCollector(Snapshot(monitor.report(), baseline, ServiceStatus())))
+    assert _other_ratios(samples, ("x", "c", "k")) == {"x": 0.0, "c": 0.2, "k": 0.0}
+    assert samples[("streamdrift_unseen_categories_total", frozenset({("feature", "c")}))] == 42
+    assert samples[("streamdrift_unseen_categories_total", frozenset({("feature", "k")}))] == 40
+
+
+def test_baseline_other_ratio_of_a_file_without_counts_is_its_other_probability():
+    config, built, _ = _monitor()
+    document = built.to_json()
+    document["features"]["c"] |= {"categories": ["a"], "probabilities": [0.75, 0.25]}
+    for feature in document["features"].values():
+        del feature["counts"], feature["count"]
+    baseline = parse_baseline(document, "test")
+    samples = _samples(DriftCollector(Snapshot(DriftMonitor(config, baseline).report(),
+                                               baseline, ServiceStatus())))
+    assert _other_ratios(samples, ("x", "c")) == {"x": 0.0, "c": 0.25}

@@ -183,6 +183,46 @@ def _alert_test(series: list[dict[str, str]], checks: list[tuple[str, str, list[
                                 for name, at, alerts in checks]}
 
 
+# Per (replica, feature): the baseline's share of values in the other bin, and the traffic's
+# values per minute in each bin, the other bin last (the service counts every value there in
+# streamdrift_unseen_categories_total too). 1000 messages a minute on each replica.
+REPLICA_2 = {**INSTANCE, "instance": "replica-2:9108"}
+UNSEEN_TRAFFIC: list[tuple[dict[str, str], str, float, list[float]]] = [
+    # A high-cardinality feature: 30 % of the reference in "other", traffic just like it.
+    (INSTANCE, "a", 0.3, [400, 300, 300]),
+    # The same baseline, 40 % of the traffic in "other": 10 points beyond.
+    (INSTANCE, "b", 0.3, [350, 250, 400]),
+    # 4 points beyond, under the 5 allowed.
+    (INSTANCE, "c", 0.3, [360, 300, 340]),
+    # Nothing in "other" in the reference; now 6 % of the values, in the 600 of 1000
+    # messages that carry the feature (3.6 % of the messages): shares of values count.
+    (INSTANCE, "d", 0.0, [564, 36]),
+    # 30 % in "other" and in half the messages only: still just like the reference.
+    (INSTANCE, "e", 0.3, [200, 150, 150]),
+    # A numeric feature: no other bin, nothing unseen.
+    (INSTANCE, "x", 0.0, [500, 500]),
+    # Another replica of the same features: a's traffic drifts there, 15 points beyond.
+    (REPLICA_2, "a", 0.3, [300, 250, 450]),
+    (REPLICA_2, "b", 0.3, [400, 300, 300]),
+]
+UNSEEN_ALERTS = [({**INSTANCE, "feature": "b"}, 0.4 - 0.3),
+                 ({**INSTANCE, "feature": "d"}, 36 / 600),
+                 ({**REPLICA_2, "feature": "a"}, 0.45 - 0.3)]
+
+
+def _unseen_series() -> list[dict[str, str]]:
+    series = [_counter("streamdrift_messages_total", INSTANCE, 1000),
+              _counter("streamdrift_messages_total", REPLICA_2, 1000)]
+    for instance, name, other_ratio, per_bin in UNSEEN_TRAFFIC:
+        labels = {**instance, "feature": name}
+        series.append(_constant("streamdrift_baseline_other_ratio", labels, other_ratio))
+        series += [_counter("streamdrift_bin_total", {**labels, "bin": str(index)}, count)
+                   for index, count in enumerate(per_bin)]
+        unseen = 0.0 if name == "x" else per_bin[-1]
+        series.append(_counter("streamdrift_unseen_categories_total", labels, unseen))
+    return series
+
+
 def _alert_cases() -> list[dict[str, Any]]:
     cases = [_alert_test(DRIFT_SERIES, [
         # Pending, not firing, before the hold time; then exactly the drifted features
@@ -205,14 +245,17 @@ def _alert_cases() -> list[dict[str, Any]]:
         _expected_alert("StreamdriftMissingRatioJump", _feature("a"), 0.3 - 0.05)])]))
 
     surges = [_counter("streamdrift_messages_total", INSTANCE, 1000)]
-    for metric in ("streamdrift_unseen_categories_total", "streamdrift_out_of_range_total"):
-        surges += [_counter(metric, _feature("a"), 100), _counter(metric, _feature("b"), 10)]
+    surges += [_counter("streamdrift_out_of_range_total", _feature("a"), 100),
+               _counter("streamdrift_out_of_range_total", _feature("b"), 10)]
     cases.append(_alert_test(surges, [
-        ("StreamdriftUnseenCategoriesSurge", "12m", [
-            _expected_alert("StreamdriftUnseenCategoriesSurge", _feature("a"), 0.1)]),
         ("StreamdriftOutOfRangeSurge", "12m", [
             _expected_alert("StreamdriftOutOfRangeSurge", _feature("a"), 0.1)]),
         ("StreamdriftInvalidMessagesHigh", "12m", []),
+    ]))
+    cases.append(_alert_test(_unseen_series(), [
+        ("StreamdriftUnseenCategoriesSurge", "12m", [
+            _expected_alert("StreamdriftUnseenCategoriesSurge", labels, excess)
+            for labels, excess in UNSEEN_ALERTS]),
     ]))
 
     partition = {**INSTANCE, "topic": "features", "partition": "0"}
@@ -282,6 +325,8 @@ def test_each_alert_fires_where_it_should_and_only_there(tmp_path: Path):
     ("StreamdriftFeatureDriftPValue", "streamdrift_window_min_samples",
      "0 * streamdrift_window_min_samples"),
     ("StreamdriftDown", "== 0", "== 1"),
+    # Without the baseline's share, traffic that matches the baseline fires.
+    ("StreamdriftUnseenCategoriesSurge", " - streamdrift_baseline_other_ratio", ""),
 ])
 @pytest.mark.tool
 def test_a_broken_rule_fails_the_tests(tmp_path: Path, alert: str, broken: str, fixed: str):
