@@ -27,7 +27,7 @@ from streamdrift.decoding import (
     REJECT_UNDECODABLE,
     REJECT_UNKNOWN_SCHEMA,
 )
-from streamdrift.features import extract_column, raw_values, values_by_path
+from streamdrift.features import each_path_values, extract_column, raw_values
 from streamdrift.framing import HEADER_BYTES, MAGIC_BYTE, frame
 from streamdrift.schema import DecodedColumns
 from streamdrift.values import json_like, time_value
@@ -60,9 +60,11 @@ class AvroSchema:
 
     def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
         records, positions, rejections = self.decode_records(payloads)
-        values = values_by_path(records, [spec.path for spec in self.specs])
-        columns = [extract_column(spec, json_like(values[spec.path], spec.type == "numeric"))
-                   for spec in self.specs]
+        # Each feature's values become its column before the next are read (see
+        # each_path_values: the garbage collector's work).
+        columns = [extract_column(spec, json_like(values, spec.type == "numeric"))
+                   for spec, values in zip(self.specs, each_path_values(
+                       records, [spec.path for spec in self.specs]), strict=True)]
         times = None
         if self.time_field is not None:
             times = [time_value(value, self.time_unit)

@@ -8,8 +8,9 @@ non-finite number). Only usable values are binned.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ INVALID_VALUE_REASONS = {STATUS_WRONG_TYPE: "wrong_type", STATUS_NON_FINITE: "no
 
 # Stands for "a key on the path led into something that is not an object".
 _NOT_AN_OBJECT = object()
-
+_DICT_ONLY = frozenset({dict})
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
 
 
 @dataclass(frozen=True)
@@ -130,18 +132,46 @@ def values_by_path(messages: Sequence[Mapping[str, Any]], paths: Sequence[tuple[
     >>> found[("u", "a")][:2], found[("u", "0")]
     ([1, None], [None, None, 7])
     """
+    return dict(zip(paths, each_path_values(messages, paths), strict=True))
+
+
+def each_path_values(messages: Sequence[Mapping[str, Any]], paths: Sequence[tuple[str, ...]]
+                     ) -> Iterator[list[Any]]:
+    """``values_by_path`` one path at a time, in order: only the shared prefixes are kept
+    between paths. A decoder that turns each list into its column before taking the next
+    holds one list of values at a time, not one per feature: the garbage collector, which
+    runs many times while a batch is decoded, then has a few lists to walk instead of
+    every value of the batch (at 1,000 features, most of the cost beyond the decode).
+
+    >>> list(each_path_values([{"u": {"a": 1, "b": "x"}}, {}], [("u", "a"), ("u", "b")]))
+    [[1, None], ['x', None]]
+    """
+    prefixes = {path[:end] for path in paths for end in range(len(path))}
     levels: dict[tuple[str, ...], list[Any]] = {(): list(messages)}
+    # Per level: whether all its values are plain dicts (checked once, for all its keys).
+    all_dicts: dict[tuple[str, ...], bool] = {}
 
     def level(prefix: tuple[str, ...]) -> list[Any]:
         found = levels.get(prefix)
         if found is None:
-            key = prefix[-1]
-            found = [value.get(key) if type(value) is dict else _step(value, key)
-                     for value in level(prefix[:-1])]
-            levels[prefix] = found
+            parent_prefix, key = prefix[:-1], prefix[-1]
+            parent = level(parent_prefix)
+            dicts = all_dicts.get(parent_prefix)
+            if dicts is None:
+                dicts = all_dicts[parent_prefix] = _DICT_ONLY.issuperset(map(type, parent))
+            if dicts:
+                # The common case (records and their nested records are dicts): the same
+                # ``get`` mapped in C, without a type test and a method lookup per value.
+                found = list(map(dict.get, parent, repeat(key)))
+            else:
+                found = [value.get(key) if type(value) is dict else _step(value, key)
+                         for value in parent]
+            if prefix in prefixes:
+                levels[prefix] = found
         return found
 
-    return {path: level(path) for path in paths}
+    for path in paths:
+        yield level(path)
 
 
 def raw_values(messages: Sequence[Mapping[str, Any]], path: tuple[str, ...]) -> list[Any]:
@@ -164,7 +194,7 @@ def numeric_column(values: Sequence[Any]) -> FeatureColumn:
     """
     count = len(values)
     value_types = set(map(type, values))
-    if value_types <= {int, float, type(None)}:  # pragma: no mutate: `<` takes the careful path
+    if value_types <= _NUMBER_OR_NONE:  # pragma: no mutate: `<` takes the careful path
         # Fast path: numpy converts None to NaN itself.
         try:
             array = np.array(values, dtype=np.float64)

@@ -15,8 +15,11 @@ from streamdrift.features import (
     TypedRows,
     categorical_column,
     count_invalid_values,
+    each_path_values,
     extract_features,
+    lookup,
     numeric_column,
+    values_by_path,
 )
 
 
@@ -57,6 +60,29 @@ def test_fast_and_careful_numeric_paths_agree():
     np.testing.assert_array_equal(fast.values, careful.values[:201])
     np.testing.assert_array_equal(fast.status, careful.status[:201])
     assert numeric_column([10**400]).status.tolist() == [STATUS_NON_FINITE]
+
+
+def test_paths_read_together_equal_each_path_looked_up_alone():
+    # Levels of dicts only (read with dict.get in C) and levels with other values (lists,
+    # text, None, a dict subclass, which is not an object here: lookup refuses it too).
+    class Subclass(dict):
+        pass
+
+    messages: list[Any] = [
+        {"u": {"a": 1, "b": {"c": "x"}}, "v": 2},
+        {"u": {"a": None}, "v": [5]},
+        {"u": [7, 8], "v": "flat"},
+        {"u": None},
+        {"u": Subclass(a=3)},
+        {},
+    ]
+    paths = [("u", "a"), ("u", "b", "c"), ("u", "1"), ("v",), ("v", "0"), ("u", "a")]
+    expected = [[lookup(message, path) for message in messages] for path in paths]
+    assert list(each_path_values(messages, paths)) == expected
+    assert values_by_path(messages, paths) == dict(zip(paths, expected, strict=False))
+    plain = [{"s": {"a": i, "b": str(i)}} for i in range(5)] + [{"s": {}}]
+    assert list(each_path_values(plain, [("s", "b"), ("s", "a")])) == [
+        ["0", "1", "2", "3", "4", None], [0, 1, 2, 3, 4, None]]
 
 
 def test_categories_spell_both_booleans_and_refuse_non_finite_numbers():
