@@ -3,7 +3,8 @@
 Each contender has ``reset()`` (untimed: fresh state) and ``run(payloads)`` (timed: the whole
 work for the list, in arrival order) returning an ``Outcome``: the KL of every feature's
 final window (config order) when the contender computes one, and per-feature bin totals
-over the whole input when it counts bins.
+over the whole input when it counts bins. Its ``format`` says which payloads it reads: the
+JSON messages, or the same messages as framed Avro records (``Workload.avro_payloads``).
 
 - ``Floor``: the fastest available JSON decode of each payload plus one vectorized binning
   of the values (one ``np.searchsorted`` per numeric feature, a dict lookup per categorical
@@ -12,6 +13,9 @@ over the whole input when it counts bins.
 - ``StreamdriftPipeline``: ``DriftMonitor.process_payloads`` in batches, plus one
   ``report()`` per closed pane (the service reports at each publish tick), through the real
   code path.
+- The Avro pair: ``Floor`` with the ``fastavro`` decoder (``schemaless_reader`` per record,
+  then the dict floor's columns and binning) and ``StreamdriftAvroPipeline`` (the same
+  monitor with ``input.format: avro``), both on the framed Avro records.
 - ``NaivePerEvent``: stdlib ``json``, ``bisect`` per value, dict counters per pane and for
   the window, KL recomputed from the window's counters at every pane.
 - ``RiverPerEvent``: one river ``ADWIN`` per numeric feature, updated with every value.
@@ -22,7 +26,9 @@ over the whole input when it counts bins.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import importlib
+import io
 import json
 import math
 import time
@@ -33,13 +39,15 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any, Protocol
 
+import fastavro
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks.messages import Workload
+from benchmarks.messages import AVRO_SCHEMA_ID, Workload
 from streamdrift.baseline import Baseline, FeatureBaseline
-from streamdrift.config import Config, FeatureSpec
+from streamdrift.config import Config, FeatureSpec, SchemaRegistryConfig
+from streamdrift.framing import HEADER_BYTES
 from streamdrift.monitor import DriftMonitor
 
 FloatArray = npt.NDArray[np.float64]
@@ -59,6 +67,7 @@ class Outcome:
 class Contender(Protocol):
     name: str
     description: str
+    format: str  # "json" or "avro": which payloads it reads
 
     def reset(self) -> None: ...
 
@@ -99,9 +108,25 @@ def fastest_decoder(payloads: Sequence[bytes], sample: int = 5000, rounds: int =
     return min(best, key=best.__getitem__), best
 
 
+def avro_loads(writer_schema: Any) -> Loads:
+    """The Avro floor's decode of one framed record: skip the frame's header (magic byte and
+    schema id, taken as known), fastavro's ``schemaless_reader`` -> dict. No check of the
+    frame, the schema id or leftover bytes: streamdrift does those, the floor does not."""
+    reader = fastavro.schemaless_reader
+    new_stream = io.BytesIO
+
+    def loads(payload: bytes) -> Any:
+        stream = new_stream(payload)
+        stream.seek(HEADER_BYTES)
+        return reader(stream, writer_schema)
+
+    return loads
+
+
 def floor_decoders() -> list[str]:
-    """The floor's ways of decoding: to dicts with each available decoder, and msgspec
-    straight into a typed struct holding only the feature paths."""
+    """The floor's ways of decoding JSON: to dicts with each available decoder, and msgspec
+    straight into a typed struct holding only the feature paths. (The Avro floor has one
+    way, ``fastavro``, the decoder streamdrift uses.)"""
     return [*decoders(), "msgspec-struct"]
 
 
@@ -182,13 +207,20 @@ def _feature_struct(specs: Sequence[FeatureSpec]) -> tuple[Any, list[str]]:
 
 
 class Floor:
-    """Decode + bin, nothing else: totals per bin over the whole input, no window."""
+    """Decode + bin, nothing else: totals per bin over the whole input, no window. With the
+    ``fastavro`` decoder (and the ``writer_schema``, parsed) it reads framed Avro records
+    and is the Avro floor."""
 
     name = "floor"
+    format = "json"
 
     def __init__(self, config: Config, baseline: Baseline, decoder: str,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, writer_schema: Any = None) -> None:
         self.decoder = decoder
+        if decoder == "fastavro":
+            if writer_schema is None:
+                raise ValueError("the fastavro floor needs the writer schema")
+            self.name, self.format = "floor_avro", "avro"
         self.description = (f"{decoder} decode + one vectorized binning (searchsorted per "
                             "numeric feature, dict lookup per category, one bincount)")
         self.batch = batch
@@ -222,7 +254,10 @@ class Floor:
                 attrgetter(*categorical_attributes, categorical_attributes[0])
                 if categorical_attributes else None)
             return
-        self.loads = decoders()[decoder]
+        # A record of feature_record_schema is a dict with every field (null when unset),
+        # like the JSON messages: the same columns.
+        self.loads = (avro_loads(writer_schema) if decoder == "fastavro"
+                      else decoders()[decoder])
         self.numeric_row = None
         # Dicts: features grouped by the section that holds them, so that each message's
         # section is looked up once per batch, not once per feature.
@@ -291,17 +326,24 @@ class Floor:
 
 class StreamdriftPipeline:
     name = "streamdrift"
+    format = "json"
 
-    def __init__(self, config: Config, baseline: Baseline, batch: int = BATCH) -> None:
+    def __init__(self, config: Config, baseline: Baseline, batch: int = BATCH,
+                 writer_schemas: dict[int, Any] | None = None) -> None:
         self.description = (f"DriftMonitor.process_payloads in batches of {batch} + one "
                             "report() per pane")
         self.config = config
         self.baseline = baseline
         self.batch = batch
-        self.monitor = DriftMonitor(config, baseline, "benchmark")
+        self.writer_schemas = writer_schemas
+        self.monitor = self._monitor()
+
+    def _monitor(self) -> DriftMonitor:
+        return DriftMonitor(self.config, self.baseline, "benchmark",
+                            writer_schemas=self.writer_schemas)
 
     def reset(self) -> None:
-        self.monitor = DriftMonitor(self.config, self.baseline, "benchmark")
+        self.monitor = self._monitor()
 
     def run(self, payloads: Sequence[bytes]) -> Outcome:
         monitor = self.monitor
@@ -316,10 +358,37 @@ class StreamdriftPipeline:
         return Outcome(kl=monitor.kl.values(), totals=totals)
 
 
+# A registry URL that is never asked: the writer schema is handed to the monitor, as the
+# service's cache would hold it once fetched.
+PLACEHOLDER_REGISTRY = "http://schema-registry.invalid:8081"
+
+
+def avro_config(config: Config) -> Config:
+    """``config`` reading Avro records (``input.format: avro``)."""
+    return dataclasses.replace(config, input=dataclasses.replace(
+        config.input, format="avro",
+        schema_registry=SchemaRegistryConfig(PLACEHOLDER_REGISTRY)))
+
+
+class StreamdriftAvroPipeline(StreamdriftPipeline):
+    """streamdrift's pipeline on the framed Avro records: the same monitor, batches and
+    reports, with ``input.format: avro`` and the writer schema by its id."""
+
+    name = "streamdrift_avro"
+    format = "avro"
+
+    def __init__(self, config: Config, baseline: Baseline, writer_schema: Any,
+                 schema_id: int, batch: int = BATCH) -> None:
+        super().__init__(avro_config(config), baseline, batch, {schema_id: writer_schema})
+        self.description = (f"DriftMonitor.process_payloads (input.format: avro) in batches "
+                            f"of {batch} + one report() per pane")
+
+
 # ---- naive per event -----------------------------------------------------------------------
 
 class NaivePerEvent:
     name = "naive"
+    format = "json"
     description = ("stdlib json + bisect per value + dict counters; KL recomputed from the "
                    "window counters at every pane")
 
@@ -402,6 +471,7 @@ class NaivePerEvent:
 
 class RiverPerEvent:
     name = "river_adwin"
+    format = "json"
 
     def __init__(self, config: Config, decoder: str) -> None:
         self.description = f"{decoder} decode + river ADWIN.update per numeric value"
@@ -438,6 +508,7 @@ class RiverPerEvent:
 
 class BatchRecompute:
     name = "batch_recompute"
+    format = "json"
 
     def __init__(self, workload: Workload, decoder: str) -> None:
         self.description = (f"{decoder} decode; at every pane, histograms of the reference and "
@@ -522,38 +593,64 @@ def _raw_column(values: Sequence[Any], numeric: bool) -> npt.NDArray[Any]:
 
 # ---- all of them, and the agreement check --------------------------------------------------
 
-def in_process_contenders(workload: Workload, floor_decoder: str, decoder: str
-                          ) -> list[Contender]:
-    """The floor (with ``floor_decoder``), streamdrift, and the others (``decoder`` to dicts
-    where they are not told to use the stdlib)."""
+def in_process_contenders(workload: Workload, floor_decoder: str, decoder: str,
+                          avro: bool = True) -> list[Contender]:
+    """The floor (with ``floor_decoder``), streamdrift, with ``avro`` the Avro floor and
+    streamdrift on Avro, and the others (``decoder`` to dicts where they are not told to use
+    the stdlib)."""
     config, baseline = workload.config, workload.baseline
+    pair: list[Contender] = [Floor(config, baseline, floor_decoder),
+                             StreamdriftPipeline(config, baseline)]
+    if avro:
+        pair += [Floor(config, baseline, "fastavro", writer_schema=workload.avro_parsed),
+                 StreamdriftAvroPipeline(config, baseline, workload.avro_parsed,
+                                         AVRO_SCHEMA_ID)]
     return [
-        Floor(config, baseline, floor_decoder),
-        StreamdriftPipeline(config, baseline),
+        *pair,
         NaivePerEvent(config, baseline),
         RiverPerEvent(config, decoder),
         BatchRecompute(workload, decoder),
     ]
 
 
+def inputs_of(workload: Workload) -> dict[str, Sequence[bytes]]:
+    """The payloads of each format, by ``Contender.format``."""
+    return {"json": workload.payloads, "avro": workload.avro_payloads}
+
+
 @dataclass
 class Agreement:
-    max_kl_difference: dict[str, float]  # contender -> max |KL - streamdrift's KL|
+    # contender -> max |KL - streamdrift's KL| (streamdrift_avro: on the same messages in
+    # Avro, against streamdrift on JSON)
+    max_kl_difference: dict[str, float]
     max_total_difference: int  # floor's bin totals against streamdrift's
     features: int
+    # The Avro floor's bin totals against streamdrift's on Avro (None: no Avro pair).
+    max_avro_total_difference: int | None = None
 
     def ok(self, tolerance: float = 1e-6) -> bool:
         return (all(d <= tolerance for d in self.max_kl_difference.values())
-                and self.max_total_difference == 0)
+                and self.max_total_difference == 0
+                and not self.max_avro_total_difference)
 
 
-def check_agreement(contenders: Sequence[Contender], payloads: Sequence[bytes]) -> Agreement:
-    """Run every contender once on ``payloads`` and compare the final window KL of those
-    that compute one, and the floor's bin totals, with streamdrift's."""
+def _max_total_gap(got: Outcome | None, want: Outcome) -> int | None:
+    if got is None or got.totals is None or want.totals is None:
+        return None
+    return max(int(np.abs(a - b).max()) for a, b in zip(got.totals, want.totals, strict=True))
+
+
+def check_agreement(contenders: Sequence[Contender],
+                    payloads: Sequence[bytes] | dict[str, Sequence[bytes]]) -> Agreement:
+    """Run every contender once on its payloads (``payloads`` by format, or the JSON ones
+    alone) and compare the final window KL of those that compute one with streamdrift's,
+    the floor's bin totals with streamdrift's, and the Avro floor's with streamdrift's on
+    Avro."""
+    inputs = payloads if isinstance(payloads, dict) else {"json": payloads}
     outcomes: dict[str, Outcome] = {}
     for contender in contenders:
         contender.reset()
-        outcomes[contender.name] = contender.run(payloads)
+        outcomes[contender.name] = contender.run(inputs[contender.format])
     reference = outcomes["streamdrift"]
     assert reference.kl is not None
     assert reference.totals is not None
@@ -564,9 +661,8 @@ def check_agreement(contenders: Sequence[Contender], payloads: Sequence[bytes]) 
         both_nan = np.isnan(outcome.kl) & np.isnan(reference.kl)
         gap = np.where(both_nan, 0.0, np.abs(outcome.kl - reference.kl))
         differences[name] = float(np.nan_to_num(gap, nan=np.inf).max())
-    floor = outcomes.get("floor")
-    total_gap = 0
-    if floor is not None and floor.totals is not None:
-        total_gap = max(int(np.abs(a - b).max()) for a, b in
-                        zip(floor.totals, reference.totals, strict=True))
-    return Agreement(differences, total_gap, len(reference.kl))
+    total_gap = _max_total_gap(outcomes.get("floor"), reference) or 0
+    avro_gap = None
+    if "streamdrift_avro" in outcomes:
+        avro_gap = _max_total_gap(outcomes.get("floor_avro"), outcomes["streamdrift_avro"])
+    return Agreement(differences, total_gap, len(reference.kl), avro_gap)

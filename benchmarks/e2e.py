@@ -7,7 +7,11 @@ own consumers (``python -m benchmarks.e2e consume``):
 
 - ``raw``: the client's poll and nothing else (the payloads of each batch in a list);
 - ``floor``: the client + the fastest decode + one vectorized binning (the in-process
-  floor, ``benchmarks.contenders.Floor``), nothing else.
+  floor, ``benchmarks.contenders.Floor``), nothing else; on an Avro topic the Avro floor
+  (``--decoder fastavro --writer-schema FILE``).
+
+An Avro topic needs a Schema Registry for ``streamdrift run``: ``local_registry`` starts one
+with ``deploy/local/registry`` (Apicurio, its Confluent-compatible API) and stops it after.
 
 The CPU of a process (user + system, all threads, from ``/proc/<pid>/stat``) is read when
 its partitions are assigned (the ``partitions_assigned`` log line of the service, the
@@ -22,8 +26,10 @@ of the first batch is in.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import json
 import os
 import queue
 import signal
@@ -33,7 +39,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MAX_POLL_RECORDS = 1000
+CCOMPAT = "/apis/ccompat/v7"  # Apicurio's Confluent-compatible API
 
 
 def process_cpu_s(pid: int) -> float:
@@ -78,6 +85,45 @@ def streamdrift_confluent_status(config_document: dict[str, Any]) -> str | None:
     except ConfigError as error:
         return f"not available (config refused: {str(error).splitlines()[-1].strip()})"
     return None
+
+
+# ---- schema registry -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def local_registry(data_dir: Path, timeout_s: float = 300.0) -> Iterator[str]:
+    """A Schema Registry of its own on a free port (``deploy/local/registry start``, data in
+    ``data_dir``), stopped on exit; yields the URL of its Confluent-compatible API.
+    ``RuntimeError`` when it does not start (no Java, no Maven cache...)."""
+    port = free_port()
+    script = str(REPO / "deploy" / "local" / "registry")
+    env = {**os.environ, "REGISTRY_PORT": str(port), "REGISTRY_DATA_DIR": str(data_dir)}
+
+    def registry(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, command], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=timeout_s, check=False)
+
+    try:
+        started = registry("start")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        registry("stop")
+        raise RuntimeError(f"deploy/local/registry start: {error}") from None
+    if started.returncode != 0:
+        registry("stop")
+        tail = (started.stderr or started.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"deploy/local/registry start failed: {' | '.join(tail)}")
+    try:
+        yield f"http://127.0.0.1:{port}{CCOMPAT}"
+    finally:
+        registry("stop")
+
+
+def register_schema(registry_url: str, subject: str, schema: dict[str, Any]) -> int:
+    """Register an Avro schema under ``subject`` with streamdrift's registry client; its id."""
+    from streamdrift.config import SchemaRegistryConfig
+    from streamdrift.registry import SchemaRegistry
+
+    return SchemaRegistry(SchemaRegistryConfig(registry_url)).register(subject,
+                                                                       json.dumps(schema))
 
 
 # ---- topic ---------------------------------------------------------------------------------
@@ -209,8 +255,10 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def run_consumer(contender: str, client: str, mode: str, bootstrap: str, topic: str,
                  group: str, count: int, config_path: Path | None = None,
                  baseline_path: Path | None = None, decoder: str | None = None,
+                 writer_schema_path: Path | None = None,
                  timeout_s: float = 600.0) -> Measurement:
-    """One of this module's consumers (raw or floor) over the whole topic."""
+    """One of this module's consumers (raw or floor) over the whole topic; the Avro floor
+    (``decoder`` fastavro) reads the writer schema from ``writer_schema_path``."""
     command = [sys.executable, "-m", "benchmarks.e2e", "consume", "--client", client,
                "--mode", mode, "--bootstrap", bootstrap, "--topic", topic, "--group", group,
                "--count", str(count)]
@@ -220,6 +268,8 @@ def run_consumer(contender: str, client: str, mode: str, bootstrap: str, topic: 
         assert decoder is not None
         command += ["--config", str(config_path), "--baseline", str(baseline_path),
                     "--decoder", decoder]
+        if writer_schema_path is not None:
+            command += ["--writer-schema", str(writer_schema_path)]
     process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: dict[str, tuple[float, float]] = {}
@@ -384,7 +434,13 @@ def _consume(args: argparse.Namespace) -> int:
         from streamdrift.baseline import load_baseline
         from streamdrift.config import load_config
 
-        floor = Floor(load_config(args.config), load_baseline(args.baseline), args.decoder)
+        writer_schema = None
+        if args.writer_schema is not None:
+            import fastavro
+
+            writer_schema = fastavro.parse_schema(json.loads(args.writer_schema.read_text()))
+        floor = Floor(load_config(args.config), load_baseline(args.baseline), args.decoder,
+                      writer_schema=writer_schema)
     if args.client == "confluent":
         return _consume_confluent(args, floor)
     return _consume_kafka_python(args, floor)
@@ -403,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     consume.add_argument("--config", type=Path)
     consume.add_argument("--baseline", type=Path)
     consume.add_argument("--decoder")
+    consume.add_argument("--writer-schema", type=Path,
+                         help="the Avro writer schema (JSON) for --decoder fastavro")
     args = parser.parse_args(argv)
     return _consume(args)
 

@@ -9,8 +9,9 @@ rounded like money. Wider feature sets (200, 1,000) repeat the 34 laws under new
 
 Two laws (``session_length`` and ``device``, and their copies) drift from the middle of the
 stream, so that the divergences are not all near zero. Messages are encoded with
-``json.dumps`` like ``streamdrift produce`` does. Everything is seeded: the same arguments
-give the same bytes.
+``json.dumps`` like ``streamdrift produce`` does, and the same messages also as Avro
+records framed for a Schema Registry (``to_avro``: the schema of ``produce --format avro``,
+the features only). Everything is seeded: the same arguments give the same bytes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import numpy as np
 import numpy.typing as npt
 
+from streamdrift.avro import encode_framed, feature_record_schema
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
 from streamdrift.features import FeatureColumn, categorical_column, numeric_column
@@ -36,6 +39,8 @@ BINS = 20
 MAX_CATEGORIES = 50
 REFERENCE_ROWS = 10_000
 DRIFTING = ("session_length", "device")
+# The writer schema id of the in-process Avro payloads (end to end: the registry's id).
+AVRO_SCHEMA_ID = 1
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,10 @@ class Workload:
     baseline: Baseline
     reference: list[list[Any]]  # raw reference values, one list per feature
     payloads: list[bytes]
+    # The same messages as framed Avro records (AVRO_SCHEMA_ID) of ``avro_schema``.
+    avro_schema: dict[str, Any]
+    avro_parsed: Any  # fastavro's parsed form of avro_schema
+    avro_payloads: list[bytes]
 
     @property
     def pane_length(self) -> int:
@@ -303,7 +312,10 @@ def make_workload(n_features: int, messages: int, seed: int = 0,
     reference = generate_columns(features, reference_rows, seed, stream=1)
     baseline = make_baseline(features, config, reference)
     payloads = stream_payloads(features, messages, seed, drift_from=messages // 2)
-    return Workload(n_features, features, document, config, baseline, reference, payloads)
+    avro_schema = feature_record_schema(config.features)
+    avro_parsed = fastavro.parse_schema(avro_schema)
+    return Workload(n_features, features, document, config, baseline, reference, payloads,
+                    avro_schema, avro_parsed, to_avro(payloads, AVRO_SCHEMA_ID, avro_parsed))
 
 
 def stream_payloads(features: Sequence[Feature], count: int, seed: int,
@@ -316,6 +328,14 @@ def stream_payloads(features: Sequence[Feature], count: int, seed: int,
         columns = generate_columns(features, size, seed, stream, offset, drift_from)
         payloads += encode_messages(features, columns, offset, seed)
     return payloads
+
+
+def to_avro(payloads: Sequence[bytes], schema_id: int, parsed_schema: Any) -> list[bytes]:
+    """JSON messages as framed Avro records of ``parsed_schema`` (a ``feature_record_schema``
+    of their features): the same values, numbers as doubles; the keys that are no feature
+    (``event_id``, ``event_time``) are not in the schema and are left out."""
+    loads = json.loads
+    return [encode_framed(schema_id, parsed_schema, loads(payload)) for payload in payloads]
 
 
 def as_float_array(values: Sequence[Any]) -> npt.NDArray[np.float64]:

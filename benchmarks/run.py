@@ -2,21 +2,25 @@
 """streamdrift's benchmarks, in one command.
 
     python benchmarks/run.py [--quick] [--features 34,200,1000] [--messages N]
-                             [--repeats R] [--kafka BOOTSTRAP]
+                             [--repeats R] [--kafka BOOTSTRAP] [--registry URL] [--no-avro]
 
-For every feature count: generate realistic messages (benchmarks/messages.py), check that
-the naive implementation, the batch recomputation and streamdrift agree on the final KL of
-every feature (and the floor on the bin counts), then time every in-process contender on
-the same payload bytes, interleaved (A B C ... A B C ...), CPU time per message, median of
-the repeats. With ``--kafka``, produce a topic per feature count and time each end-to-end
-contender consuming all of it (benchmarks/e2e.py). Then the memory cases
-(benchmarks/memory.py), each in a fresh process. Prints the tables and the targets; a full
-run (not ``--quick``) writes benchmarks/RESULTS.md and benchmarks/throughput.png.
+For every feature count: generate realistic messages (benchmarks/messages.py), and the
+same messages as framed Avro records; check that the naive implementation, the batch
+recomputation and streamdrift agree on the final KL of every feature (and streamdrift on
+Avro with streamdrift on JSON, the floors on the bin counts), then time every in-process
+contender on the same payload bytes, interleaved (A B C ... A B C ...), CPU time per
+message, median of the repeats. With ``--kafka``, produce a topic per feature count, and an
+Avro topic of the same messages (its schema registered in ``--registry``, or in a registry
+started for the run with deploy/local/registry), and time each end-to-end contender
+consuming all of it (benchmarks/e2e.py). Then the memory cases (benchmarks/memory.py),
+each in a fresh process. Prints the tables and the targets; a full run (not ``--quick``)
+writes benchmarks/RESULTS.md and benchmarks/throughput.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import cProfile
 import gc
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,13 +56,21 @@ from benchmarks.contenders import (  # noqa: E402
     Agreement,
     Contender,
     Floor,
+    StreamdriftAvroPipeline,
     StreamdriftPipeline,
     check_agreement,
     fastest_decoder,
     fastest_floor,
     in_process_contenders,
+    inputs_of,
 )
-from benchmarks.messages import Workload, make_workload, stream_payloads  # noqa: E402
+from benchmarks.messages import (  # noqa: E402
+    AVRO_SCHEMA_ID,
+    Workload,
+    make_workload,
+    stream_payloads,
+    to_avro,
+)
 from streamdrift.baseline import save_baseline  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +81,9 @@ ANALYSIS_END = "<!-- analysis:end -->"
 
 # Targets of the issue.
 PIPELINE_OVER_FLOOR_MAX = 1.5
+# The Avro path: streamdrift on Avro records against the floor with the same decoder
+# (fastavro), in process and end to end.
+AVRO_PIPELINE_OVER_FLOOR_MAX = 1.3
 NAIVE_OVER_PIPELINE_MIN = 8.0
 E2E_OVER_RAW_MAX = 1.3
 E2E_CONFLUENT_OVER_FLOOR_MAX = 1.3
@@ -78,6 +94,8 @@ STARTUP_MAX_S = 0.5
 IN_PROCESS_LABELS = {
     "floor": "floor (decode + binning)",
     "streamdrift": "streamdrift pipeline",
+    "floor_avro": "Avro floor (fastavro decode + binning)",
+    "streamdrift_avro": "streamdrift pipeline, Avro",
     "naive": "naive per-event",
     "river_adwin": "river ADWIN per value",
     "batch_recompute": "batch recomputation",
@@ -90,6 +108,8 @@ E2E_LABELS = {
     "floor-confluent": "confluent + decode + binning (e2e floor)",
     "streamdrift-confluent": "streamdrift run (kafka.client: confluent)",
 }
+# Each in-process contender's floor: the floor that decodes the same format.
+FLOOR_OF = {"streamdrift_avro": "floor_avro", "floor_avro": "floor_avro"}
 
 
 @dataclass
@@ -103,6 +123,8 @@ class Plan:
     e2e_repeats: int
     write: bool
     profile: bool
+    avro: bool = True
+    registry: str | None = None  # None: one is started for the Avro topics (with --kafka)
 
 
 @dataclass
@@ -117,9 +139,14 @@ class InProcess:
     agreement: Agreement
     descriptions: dict[str, str]
     samples: dict[str, list[float]] = field(default_factory=dict)  # µs per message
+    avro_payload_bytes: float | None = None
 
     def median(self, name: str) -> float:
         return statistics.median(self.samples[name])
+
+    def floor_median(self, name: str) -> float:
+        """The median of the floor that reads ``name``'s format."""
+        return self.median(FLOOR_OF.get(name, "floor"))
 
 
 @dataclass
@@ -127,6 +154,7 @@ class EndToEnd:
     n_features: int
     messages: int
     produced_with: str
+    format: str = "json"  # of the topic: json or avro
     samples: dict[str, list[float]] = field(default_factory=dict)  # CPU µs per message
     wall: dict[str, list[float]] = field(default_factory=dict)  # messages per second
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -165,7 +193,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(features, messages, args.repeats or repeats, args.kafka, e2e_features,
                 e2e_messages, args.e2e_repeats or e2e_repeats,
                 write=args.write if args.write is not None else not args.quick,
-                profile=not args.no_profile)
+                profile=not args.no_profile, avro=not args.no_avro, registry=args.registry)
 
 
 # ---- machine -------------------------------------------------------------------------------
@@ -190,7 +218,7 @@ def _git(*args: str) -> str:
         return "?"
 
 
-def machine(bootstrap: str | None) -> dict[str, str]:
+def machine(bootstrap: str | None, registry: str | None = None) -> dict[str, str]:
     model = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -225,6 +253,7 @@ def machine(bootstrap: str | None) -> dict[str, str]:
         "numpy": _version("numpy"),
         "msgspec": _version("msgspec"),
         "orjson": _version("orjson"),
+        "fastavro": _version("fastavro"),
         "river": _version("river"),
         "kafka-python": _version("kafka"),
         "confluent-kafka": _version("confluent_kafka"),
@@ -232,6 +261,7 @@ def machine(bootstrap: str | None) -> dict[str, str]:
                        + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else ""),
         "broker": (f"{bootstrap} (single node on this machine, sharing its cores)"
                    if bootstrap else "none (end to end not run)"),
+        "schema registry": registry or "none (no end-to-end Avro topic)",
         "environment": ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
                                  if k.startswith(("OPENBLAS_", "OMP_", "MKL_")))
                        or "no OPENBLAS_/OMP_/MKL_ variables",
@@ -240,38 +270,48 @@ def machine(bootstrap: str | None) -> dict[str, str]:
 
 # ---- in-process ----------------------------------------------------------------------------
 
-def run_in_process(workload: Workload, repeats: int) -> InProcess:
+def _totals_agreement(agreement: Agreement) -> str:
+    text = f"floor bin totals max |Δ| {agreement.max_total_difference}"
+    if agreement.max_avro_total_difference is not None:
+        text += (", Avro floor's against streamdrift on Avro max |Δ| "
+                 f"{agreement.max_avro_total_difference}")
+    return text
+
+
+def run_in_process(workload: Workload, repeats: int, avro: bool = True) -> InProcess:
     payloads = workload.payloads
+    inputs = inputs_of(workload)
     floor_decoder, floor_variants = fastest_floor(workload.config, workload.baseline,
                                                   payloads)
     decoder, decoder_speeds = fastest_decoder(payloads)
-    contenders = in_process_contenders(workload, floor_decoder, decoder)
+    contenders = in_process_contenders(workload, floor_decoder, decoder, avro=avro)
     say(f"  floor decoder: {floor_decoder} ("
         + ", ".join(f"{k} {v:.2f}" for k, v in floor_variants.items())
         + " µs/msg decode+bin); dict decoder for river/batch: " + decoder)
     started = time.monotonic()
-    agreement = check_agreement(contenders, payloads)
+    agreement = check_agreement(contenders, inputs)
     verdict = "OK" if agreement.ok(KL_TOLERANCE) else "MISMATCH"
     say(f"  agreement on the final window KL of {agreement.features} features: {verdict} "
         + ", ".join(f"{k} max |ΔKL| {v:.1e}" for k, v in agreement.max_kl_difference.items())
-        + f"; floor bin totals max |Δ| {agreement.max_total_difference}"
-        + f"  ({time.monotonic() - started:.0f} s)")
+        + f"; {_totals_agreement(agreement)}  ({time.monotonic() - started:.0f} s)")
     result = InProcess(workload.n_features, len(payloads),
                        float(np.mean([len(p) for p in payloads])), floor_decoder,
                        floor_variants, decoder, decoder_speeds, agreement,
                        {c.name: c.description for c in contenders},
                        {c.name: [] for c in contenders})
+    if avro:
+        result.avro_payload_bytes = float(np.mean([len(p) for p in workload.avro_payloads]))
     for repeat in range(repeats):
         line = []
         for contender in contenders:
-            spent = _time(contender, payloads)
+            spent = _time(contender, inputs[contender.format])
             result.samples[contender.name].append(spent / len(payloads) * 1e6)
             line.append(f"{contender.name} {result.samples[contender.name][-1]:.1f}")
         say(f"  repeat {repeat + 1}/{repeats}: " + ", ".join(line) + " µs/msg")
     return result
 
 
-def _time(contender: Contender, payloads: list[bytes]) -> float:
+def _time(contender: Contender, payloads: Sequence[bytes]) -> float:
     contender.reset()
     gc.collect()
     started = time.process_time()
@@ -279,21 +319,31 @@ def _time(contender: Contender, payloads: list[bytes]) -> float:
     return time.process_time() - started
 
 
-def profile_pipeline(workload: Workload, floor_decoder: str, top: int = 14) -> str:
-    """cProfile of streamdrift's pipeline and of the floor on the same payloads."""
+def profile_pipeline(workload: Workload, floor_decoder: str, top: int = 14,
+                     avro: bool = True) -> str:
+    """cProfile of streamdrift's pipeline and of the floor on the same payloads (and with
+    ``avro``, of both on the Avro records)."""
+    config, baseline = workload.config, workload.baseline
+    contenders: list[Contender] = [StreamdriftPipeline(config, baseline),
+                                   Floor(config, baseline, floor_decoder)]
+    if avro:
+        contenders += [StreamdriftAvroPipeline(config, baseline, workload.avro_parsed,
+                                               AVRO_SCHEMA_ID),
+                       Floor(config, baseline, "fastavro", writer_schema=workload.avro_parsed)]
+    inputs = inputs_of(workload)
     out = io.StringIO()
-    for contender in (StreamdriftPipeline(workload.config, workload.baseline),
-                      Floor(workload.config, workload.baseline, floor_decoder)):
+    for contender in contenders:
+        payloads = inputs[contender.format]
         contender.reset()
         profiler = cProfile.Profile()
         profiler.enable()
-        contender.run(workload.payloads)
+        contender.run(payloads)
         profiler.disable()
         stats = pstats.Stats(profiler)
         total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
         out.write(f"{contender.name}, {workload.n_features} features, "
-                  f"{len(workload.payloads)} messages: {total:.2f} s under cProfile "
-                  f"({total / len(workload.payloads) * 1e6:.1f} µs/msg with its overhead)\n")
+                  f"{len(payloads)} messages: {total:.2f} s under cProfile "
+                  f"({total / len(payloads) * 1e6:.1f} µs/msg with its overhead)\n")
         out.write(f"{'tottime s':>10} {'share':>6} {'calls':>8}  function\n")
         rows = sorted(stats.stats.items(),  # type: ignore[attr-defined]
                       key=lambda item: -item[1][2])[:top]
@@ -310,17 +360,31 @@ def profile_pipeline(workload: Workload, floor_decoder: str, top: int = 14) -> s
 # ---- end to end ----------------------------------------------------------------------------
 
 def run_end_to_end(workload: Workload, bootstrap: str, messages: int, repeats: int,
-                   floor_decoder: str, folder: Path) -> EndToEnd:
+                   floor_decoder: str, folder: Path, registry: str | None = None
+                   ) -> EndToEnd:
+    """The end-to-end contenders on a topic of ``messages`` messages: JSON, or with a
+    ``registry`` (the URL of its Confluent-compatible API) Avro records of the same
+    messages, their schema registered there, read by the Avro floor and by
+    ``streamdrift run`` with ``input.format: avro``."""
     features = workload.features
+    fmt = "json" if registry is None else "avro"
     started = time.monotonic()
     payloads = stream_payloads(features, messages, seed=1, drift_from=messages // 2,
                                stream=2)
-    topic = f"streamdrift-bench-{workload.n_features}f-{uuid.uuid4().hex[:8]}"
+    suffix = "" if fmt == "json" else "-avro"
+    topic = f"streamdrift-bench-{workload.n_features}f{suffix}-{uuid.uuid4().hex[:8]}"
+    writer_schema_path = None
+    if registry is not None:
+        schema_id = e2e.register_schema(registry, f"{topic}-value", workload.avro_schema)
+        payloads = to_avro(payloads, schema_id, workload.avro_parsed)
+        writer_schema_path = folder / f"writer-schema-{workload.n_features}.json"
+        writer_schema_path.write_text(json.dumps(workload.avro_schema), encoding="utf-8")
+        floor_decoder = "fastavro"
     e2e.create_topic(bootstrap, topic, 3)
     produced_with = e2e.produce(bootstrap, topic, payloads)
     del payloads
-    say(f"  produced {messages} messages to {topic} with {produced_with} "
-        f"({time.monotonic() - started:.0f} s)")
+    say(f"  produced {messages} {'Avro records' if registry else 'messages'} to {topic} "
+        f"with {produced_with} ({time.monotonic() - started:.0f} s)")
     baseline_path = folder / f"baseline-{workload.n_features}.json"
     save_baseline(workload.baseline, baseline_path)
     floor_config = folder / f"floor-{workload.n_features}.yaml"
@@ -333,13 +397,15 @@ def run_end_to_end(workload: Workload, bootstrap: str, messages: int, repeats: i
                              "auto_offset_reset": "earliest"}
         if client is not None:
             document["kafka"]["client"] = client
+        if registry is not None:
+            document["input"] = {"format": "avro", "schema_registry": {"url": registry}}
         document["baseline"]["path"] = str(baseline_path)
         document["metrics"] = {"port": e2e.free_port(), "bind_address": "127.0.0.1"}
         path = folder / f"run-{uuid.uuid4().hex[:8]}.yaml"
         path.write_text(yaml.safe_dump(document), encoding="utf-8")
         return path, document
 
-    result = EndToEnd(workload.n_features, messages, produced_with)
+    result = EndToEnd(workload.n_features, messages, produced_with, fmt)
     names = ["raw-kafka-python", "floor-kafka-python", "streamdrift-kafka-python",
              "raw-confluent", "floor-confluent", "streamdrift-confluent"]
     if not e2e.confluent_client_available():
@@ -368,7 +434,7 @@ def run_end_to_end(workload: Workload, bootstrap: str, messages: int, repeats: i
                     mode, client_name = name.split("-", 1)
                     measured = e2e.run_consumer(name, client_name, mode, bootstrap, topic,
                                                 group, messages, floor_config, baseline_path,
-                                                floor_decoder)
+                                                floor_decoder, writer_schema_path)
             except RuntimeError as error:
                 say(f"  {name}: FAILED: {error}")
                 result.unavailable[name] = f"failed: {str(error)[:300]}"
@@ -436,6 +502,11 @@ def targets(in_process: list[InProcess], end_to_end: list[EndToEnd],
         found.append(Target("pipeline time per message / floor's", scope, f"{ratio:.2f}x",
                             f"<= {PIPELINE_OVER_FLOOR_MAX}x",
                             ratio <= PIPELINE_OVER_FLOOR_MAX))
+        if "streamdrift_avro" in result.samples:
+            ratio = result.median("streamdrift_avro") / result.median("floor_avro")
+            found.append(Target("Avro pipeline time per message / Avro floor's", scope,
+                                f"{ratio:.2f}x", f"<= {AVRO_PIPELINE_OVER_FLOOR_MAX}x",
+                                ratio <= AVRO_PIPELINE_OVER_FLOOR_MAX))
         speedup = result.median("naive") / result.median("streamdrift")
         # What the floor itself reaches: no pipeline can beat it by much.
         floor_speedup = result.median("naive") / result.median("floor")
@@ -445,6 +516,9 @@ def targets(in_process: list[InProcess], end_to_end: list[EndToEnd],
                             speedup >= NAIVE_OVER_PIPELINE_MIN))
     for run in end_to_end:
         scope = f"{run.n_features} features, {run.messages} messages"
+        if run.format == "avro":
+            found += _avro_e2e_targets(run, scope)
+            continue
         service, raw = run.median("streamdrift-kafka-python"), run.median(
             "raw-kafka-python")
         if service is not None and raw is not None:
@@ -484,21 +558,39 @@ def targets(in_process: list[InProcess], end_to_end: list[EndToEnd],
     return found
 
 
+def _avro_e2e_targets(run: EndToEnd, scope: str) -> list[Target]:
+    """streamdrift run on the Avro topic against the client + Avro floor, per client."""
+    found = []
+    for client, label in (("confluent", "confluent"), ("kafka-python", "kafka-python")):
+        name = f"e2e {label}, Avro: CPU/msg of streamdrift run / e2e Avro floor"
+        limit = f"<= {AVRO_PIPELINE_OVER_FLOOR_MAX}x"
+        service, floor = run.median(f"streamdrift-{client}"), run.median(f"floor-{client}")
+        if service is not None and floor is not None:
+            found.append(Target(name, scope, f"{service / floor:.2f}x", limit,
+                                service / floor <= AVRO_PIPELINE_OVER_FLOOR_MAX))
+        else:
+            why = run.unavailable.get(f"streamdrift-{client}") or run.unavailable.get(
+                f"floor-{client}", "not measured")
+            found.append(Target(name, scope, why, limit, None))
+    return found
+
+
 def _verdict(passed: bool | None) -> str:
     return "n/a" if passed is None else ("PASS" if passed else "FAIL")
 
 
 def in_process_table(results: list[InProcess]) -> list[str]:
     lines = ["| features | contender | CPU µs/msg (median) | messages/s | min - max µs "
-             "| x floor | streamdrift faster by |",
+             "| x floor (of its format) | streamdrift faster by |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for result in results:
-        floor = result.median("floor")
         pipeline = result.median("streamdrift")
         for name in result.samples:
             median = result.median(name)
+            floor = result.floor_median(name)
             samples = result.samples[name]
-            faster = "" if name in ("streamdrift", "floor") else f"{median / pipeline:.2f}x"
+            faster = ("" if name in ("streamdrift", "floor", *FLOOR_OF)
+                      else f"{median / pipeline:.2f}x")
             lines.append(f"| {result.n_features} | {IN_PROCESS_LABELS.get(name, name)} | "
                          f"{median:.2f} | {1e6 / median:,.0f} | {min(samples):.2f} - "
                          f"{max(samples):.2f} | {median / floor:.2f} | {faster} |")
@@ -506,18 +598,21 @@ def in_process_table(results: list[InProcess]) -> list[str]:
 
 
 def e2e_table(results: list[EndToEnd]) -> list[str]:
-    lines = ["| features | messages | contender | CPU µs/msg (median) | messages per CPU-s "
-             "| wall messages/s | runs |",
-             "|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| features | topic | messages | contender | CPU µs/msg (median) "
+             "| messages per CPU-s | wall messages/s | runs |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
     for result in results:
+        topic = "Avro" if result.format == "avro" else "JSON"
         for name, label in E2E_LABELS.items():
             median = result.median(name)
+            if result.format == "avro":
+                label = label.replace("decode + binning", "Avro decode + binning")
             if median is None:
-                lines.append(f"| {result.n_features} | {result.messages} | {label} | "
+                lines.append(f"| {result.n_features} | {topic} | {result.messages} | {label} | "
                              f"{result.unavailable.get(name, 'not measured')} | | | |")
                 continue
             wall = statistics.median(result.wall[name])
-            lines.append(f"| {result.n_features} | {result.messages} | {label} | "
+            lines.append(f"| {result.n_features} | {topic} | {result.messages} | {label} | "
                          f"{median:.2f} | {1e6 / median:,.0f} | {wall:,.0f} | "
                          f"{len(result.samples[name])} |")
     return lines
@@ -551,13 +646,16 @@ def plot(in_process: list[InProcess], end_to_end: list[EndToEnd], path: Path) ->
             axes.plot(features, values, marker="o", color=color,
                       linewidth=2.8 if name == "streamdrift" else 1.5,
                       label=f"in process: {label}")
-    for color, (name, label) in zip(colors[1::2] + colors[::2], E2E_LABELS.items(),
-                                    strict=False):
+    # End to end: every JSON contender; on the Avro topic, the floor and the service.
+    lines = [("json", name, label) for name, label in E2E_LABELS.items()]
+    lines += [("avro", name, f"Avro topic, {label}") for name, label in E2E_LABELS.items()
+              if name.startswith(("floor-", "streamdrift-"))]
+    for color, (fmt, name, label) in zip(colors[1::2] + colors[::2], lines, strict=False):
         points = [(r.n_features, 1e6 / m) for r in end_to_end
-                  if (m := r.median(name)) is not None]
+                  if r.format == fmt and (m := r.median(name)) is not None]
         if points:
-            axes.plot([p[0] for p in points], [p[1] for p in points], marker="s",
-                      color=color,
+            axes.plot([p[0] for p in points], [p[1] for p in points],
+                      marker="s" if fmt == "json" else "^", color=color,
                       linestyle=":" if "raw" in name else "--",
                       linewidth=2.2 if name.startswith("streamdrift") else 1.2,
                       label=f"end to end: {label}")
@@ -635,10 +733,14 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
             + ", ".join(f"{k} {v:.2f}" for k, v in measured.floor_variants.items())
             + "); decoding alone to dicts, µs/msg: "
             + ", ".join(f"{k} {v:.2f}" for k, v in measured.decoder_speeds.items())
-            + f"; river and batch decode with `{measured.decoder}`; agreement before timing: "
+            + f"; river and batch decode with `{measured.decoder}`"
+            + ("" if measured.avro_payload_bytes is None else
+               f"; the same messages as framed Avro records: "
+               f"{measured.avro_payload_bytes:,.0f} bytes on average")
+            + "; agreement before timing: "
             + ", ".join(f"{k} max |ΔKL| {v:.1e}"
                         for k, v in measured.agreement.max_kl_difference.items())
-            + f", floor bin totals max |Δ| {measured.agreement.max_total_difference} "
+            + f", {_totals_agreement(measured.agreement)} "
             + ("(OK)" if measured.agreement.ok(KL_TOLERANCE) else "(MISMATCH)"))
     lines += ["", "What each contender does:", ""]
     if in_process:
@@ -654,7 +756,11 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
             "assignment to its last message counted (for `streamdrift run`: its group's "
             "committed offsets reach the end of the topic; /metrics "
             "`streamdrift_messages_total` is then checked to equal the count), divided by "
-            "the messages. The broker runs on the same machine.",
+            "the messages. The broker runs on the same machine. The Avro topic holds the "
+            "same messages as framed Avro records, their schema registered in the schema "
+            "registry (the machine list says which), which `streamdrift run` "
+            "(`input.format: avro`) asks for it once; its floor is the client + the Avro "
+            "floor (fastavro decode + binning).",
             "",
             *e2e_table(end_to_end),
             "",
@@ -722,6 +828,20 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
         "columns, one `np.searchsorted` per numeric feature, a dict lookup per category, one "
         "`np.bincount` per batch of 1,000. No windows, no divergences, no validation of "
         "types.",
+        "- The Avro rows read the same messages as framed Avro records (magic byte, schema "
+        "id, then the record of `streamdrift.avro.feature_record_schema(config.features)`: "
+        "the features only, every field nullable, nested records for the sections; "
+        "`event_id` and `event_time` are not in it, so the records are about a third of "
+        "the JSON bytes). The Avro floor decodes each with the decoder streamdrift uses, "
+        "fastavro's `schemaless_reader` from a `BytesIO` past the 5-byte header (no check "
+        "of the frame, the schema id or leftover bytes), then builds the columns and bins "
+        "them as the floor's dict decoders do. streamdrift on Avro is the same monitor with "
+        "`input.format: avro` and the writer schema by its id (as the service holds it once "
+        "fetched from the registry); before timing, its final window KL must equal "
+        "streamdrift's on the JSON messages and its bin totals the Avro floor's. Avro rows "
+        "are compared with the Avro floor, JSON rows with the JSON floor: fastavro decodes "
+        "a record several times slower than msgspec a JSON message, and that decode is "
+        "shared by the Avro pair.",
         "- streamdrift in process: `DriftMonitor.process_payloads` in batches of 1,000 and "
         "one `report()` per closed pane. The service reports once per publish tick (1 s), "
         "so one report per pane of 1,000 messages is more reporting than the service does "
@@ -790,6 +910,13 @@ def main(argv: list[str] | None = None) -> int:
                              "features down to 10,000 for 1,000)")
     parser.add_argument("--e2e-repeats", type=int, default=None,
                         help="end-to-end runs per contender (default 3, quick 1)")
+    parser.add_argument("--registry", metavar="URL", default=None,
+                        help="a Confluent-compatible Schema Registry for the end-to-end Avro "
+                             "topics (e.g. http://127.0.0.1:8081/apis/ccompat/v7); without "
+                             "it, --kafka starts one with deploy/local/registry and stops it "
+                             "at the end")
+    parser.add_argument("--no-avro", action="store_true",
+                        help="skip the Avro contenders (in process and end to end)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory cases")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile step")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
@@ -800,31 +927,48 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/run.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
-    info = machine(plan.kafka)
-    say("streamdrift benchmarks")
-    for key, value in info.items():
-        say(f"  {key}: {value}")
-
     in_process: list[InProcess] = []
     end_to_end: list[EndToEnd] = []
     profiles = ""
     folder = Path(tempfile.mkdtemp(prefix="streamdrift-bench-"))
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        registry, registry_note = plan.registry, None
+        # A registry started here runs until the end-to-end topics are read.
+        registry_stack = stack.enter_context(contextlib.ExitStack())
+        if plan.kafka is not None and plan.avro and registry is None:
+            try:
+                registry = registry_stack.enter_context(
+                    e2e.local_registry(folder / "registry"))
+                registry_note = f"{registry} (deploy/local/registry, started for this run)"
+            except RuntimeError as error:
+                registry_note = f"none: {error}"
+                say(f"  no schema registry, the end-to-end Avro topics are skipped: {error}")
+        info = machine(plan.kafka, (registry_note or registry) if plan.avro else None)
+        say("streamdrift benchmarks")
+        for key, value in info.items():
+            say(f"  {key}: {value}")
         for n_features in plan.features:
             say(f"\n== {n_features} features: generating {plan.messages[n_features]} messages")
             workload = make_workload(n_features, plan.messages[n_features])
-            result = run_in_process(workload, plan.repeats)
+            result = run_in_process(workload, plan.repeats, plan.avro)
             in_process.append(result)
             if plan.profile and n_features in (min(plan.features), max(plan.features)):
-                profiles += profile_pipeline(workload, result.floor_decoder)
+                profiles += profile_pipeline(workload, result.floor_decoder, avro=plan.avro)
             if plan.kafka is not None and n_features in plan.e2e_features:
-                say(f"  end to end on {plan.kafka}: {plan.e2e_messages[n_features]} messages")
-                end_to_end.append(run_end_to_end(workload, plan.kafka,
-                                                 plan.e2e_messages[n_features],
-                                                 plan.e2e_repeats, result.floor_decoder,
-                                                 folder))
+                registries: list[str | None] = [None]
+                if plan.avro and registry is not None:
+                    registries.append(registry)
+                for topic_registry in registries:
+                    say(f"  end to end on {plan.kafka}: {plan.e2e_messages[n_features]} "
+                        + ("JSON messages" if topic_registry is None else "Avro records"))
+                    end_to_end.append(run_end_to_end(workload, plan.kafka,
+                                                     plan.e2e_messages[n_features],
+                                                     plan.e2e_repeats, result.floor_decoder,
+                                                     folder, topic_registry))
             del workload
             gc.collect()
+        registry_stack.close()
         say("\n== command start-up (fresh interpreters, wall time)")
         startup_samples = startup.measure(5 if args.quick else 15)
         for line in startup.table(startup_samples):
@@ -833,8 +977,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory:
             say("\n== memory (fresh processes)")
             memory = run_memory(50_000 if args.quick else 200_000)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     seconds = time.monotonic() - started
     found = targets(in_process, end_to_end, memory, startup_samples)
 

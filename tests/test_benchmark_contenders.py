@@ -14,12 +14,14 @@ from benchmarks.contenders import (
     Floor,
     NaivePerEvent,
     RiverPerEvent,
+    StreamdriftAvroPipeline,
     StreamdriftPipeline,
     check_agreement,
     floor_decoders,
     in_process_contenders,
+    inputs_of,
 )
-from benchmarks.messages import make_workload
+from benchmarks.messages import AVRO_SCHEMA_ID, make_workload
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +63,32 @@ def test_floor_counts_the_bins_streamdrift_counts(workload, decoder):
         np.testing.assert_array_equal(got, want, err_msg=name)
 
 
+def test_streamdrift_on_avro_records_equals_streamdrift_on_json_and_the_avro_floor(workload):
+    expected = _streamdrift(workload)
+    avro = StreamdriftAvroPipeline(workload.config, workload.baseline, workload.avro_parsed,
+                                   AVRO_SCHEMA_ID, batch=300)
+    avro.reset()
+    got = avro.run(workload.avro_payloads)
+    assert got.kl is not None
+    assert expected.kl is not None
+    np.testing.assert_array_equal(got.kl, expected.kl)
+    floor = Floor(workload.config, workload.baseline, "fastavro", batch=700,
+                  writer_schema=workload.avro_parsed)
+    floor.reset()
+    totals = floor.run(workload.avro_payloads).totals
+    assert totals is not None
+    assert got.totals is not None
+    for name, floor_totals, want in zip([s.name for s in workload.config.features], totals,
+                                        got.totals, strict=True):
+        np.testing.assert_array_equal(floor_totals, want, err_msg=name)
+
+
 def test_the_agreement_check_passes_and_river_runs(workload):
     contenders = in_process_contenders(workload, "msgspec-struct", "msgspec")
-    agreement = check_agreement(contenders, workload.payloads)
+    agreement = check_agreement(contenders, inputs_of(workload))
     assert agreement.ok(1e-6), agreement
-    assert set(agreement.max_kl_difference) == {"naive", "batch_recompute"}
+    assert set(agreement.max_kl_difference) == {"naive", "batch_recompute", "streamdrift_avro"}
+    assert agreement.max_avro_total_difference == 0
     river = next(c for c in contenders if isinstance(c, RiverPerEvent))
     assert len(river.detectors) == sum(s.type == "numeric" for s in workload.config.features)
 
