@@ -21,6 +21,10 @@ CHART_WIDTH = 880
 BAR_HEIGHT = 190
 LINE_HEIGHT = 170
 MARGIN_LEFT = 48
+# A bin's label on the axis: cut after this many characters (the full one is in the tooltip),
+# and the room it needs right of the last bar, slanted at 35 degrees.
+LABEL_CHARACTERS = 24
+LABEL_ROOM_RIGHT = 130
 REFERENCE_COLOR = "#9aa5b1"
 WINDOW_COLOR = "#2563eb"
 DRIFT_COLOR = "#dc2626"
@@ -78,7 +82,8 @@ def render_html(report: DriftReport, baseline: Baseline, *, title: str, source: 
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(source)} against baseline {_e(report.baseline_hash)} '
         f"(created {_e(report.baseline_created_at or 'unknown')}, from "
-        f"{_e(baseline.source or 'unknown')}) &middot; window {_e(report.window)} "
+        f"{_e(baseline.source or 'unknown')}) &middot; "
+        f"{'' if report.window.startswith('one window') else 'window '}{_e(report.window)} "
         f"&middot; report made {generated}</p>",
         '<div class="cards">',
         _card(f"{len(drifted)} of {len(report.features)}", "features drifted "
@@ -189,7 +194,8 @@ def _bars_svg(feature: FeatureReport) -> str:
     count = len(labels)
     top = max([*reference, *window, 1e-9])
     plot_height = BAR_HEIGHT - 70
-    width = CHART_WIDTH - MARGIN_LEFT - 10
+    # Room on the right for the last bin's label, which leans right of its bar.
+    width = CHART_WIDTH - MARGIN_LEFT - LABEL_ROOM_RIGHT
     step = width / count
     bar = max(1.0, step * 0.38)
     # Every label when they fit, else every k-th one.
@@ -204,7 +210,8 @@ def _bars_svg(feature: FeatureReport) -> str:
                          f'width="{bar:.1f}" height="{height:.1f}" fill="{color}">'
                          f"<title>{_e(labels[index])}: {share:.2%}</title></rect>")
         if index % every == 0:
-            label = labels[index] if len(labels[index]) <= 18 else labels[index][:17] + "…"
+            label = (labels[index] if len(labels[index]) <= LABEL_CHARACTERS
+                     else labels[index][:LABEL_CHARACTERS - 1] + "…")
             items.append(f'<text transform="translate({x:.1f},{14 + plot_height}) rotate(35)" '
                          f'text-anchor="start">{_e(label)}</text>')
     return (f'<svg viewBox="0 0 {CHART_WIDTH} {BAR_HEIGHT}" width="100%" '
@@ -262,8 +269,11 @@ def _timeline_svg(feature: FeatureReport, timeline: Timeline, flag: FirstFlag | 
             items.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{WINDOW_COLOR}"/>')
     if flag is not None:
         x = x_of(flag.messages)
+        # Left of the line when it is in the right half, so that the text stays in the chart.
+        left = x > MARGIN_LEFT + width / 2
         items.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="10" y2="{10 + plot_height}" '
-                     f'stroke="{DRIFT_COLOR}"/><text x="{x + 4:.1f}" y="20" '
+                     f'stroke="{DRIFT_COLOR}"/><text x="{x - 4 if left else x + 4:.1f}" y="20" '
+                     f'text-anchor="{"end" if left else "start"}" '
                      f'style="fill:{DRIFT_COLOR}">first flagged: message {flag.messages:,}'
                      "</text>")
     items.append(f'<text x="{MARGIN_LEFT}" y="{LINE_HEIGHT - 8}">0</text>'
