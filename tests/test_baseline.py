@@ -30,6 +30,7 @@ from streamdrift.baseline import (
     describe_baseline,
     diff_baselines,
     format_edges,
+    format_number,
     load_baseline,
     parse_baseline,
     project_onto,
@@ -186,7 +187,8 @@ def test_a_baseline_that_is_not_utf8_or_nested_too_deeply_fails_clearly(tmp_path
             f"baseline {path} is not UTF-8 text (byte 16 is b'\\xe9')")):
         load_baseline(path)
     path.write_text('{"features": ' + "[" * 100_000 + "]" * 100_000 + "}")
-    with pytest.raises(BaselineError, match="is nested too deeply to be a baseline"):
+    with pytest.raises(BaselineError, match=re.escape(
+            f"baseline {path} is nested too deeply to be a baseline (hundreds of levels)")):
         load_baseline(path)
 
 
@@ -219,7 +221,10 @@ def _document() -> dict:
 
 def test_parsing_reads_every_key_of_the_file():
     document = _document()
+    document["features"]["x"].update(single_values=[None, 1, 2.5], integral=True, std=0.75)
     baseline = parse_baseline(copy.deepcopy(document), "b.json")
+    assert baseline["x"].single_values == (None, 1.0, 2.5)
+    assert (baseline["x"].integral, baseline["x"].std) == (True, 0.75)
     assert (baseline.format, baseline.created_at, baseline.source, baseline.smoothing) == (
         BASELINE_FORMAT, document["created_at"], document["source"], document["smoothing"])
     assert list(baseline.features) == ["x", "c"]
@@ -256,6 +261,10 @@ def test_optional_keys_take_their_defaults():
     lambda d: d.update(smoothing=1e-9),
     lambda d: d["features"]["x"].update(min=2.5, max=2.5),  # a constant reference value
     lambda d: d["features"]["x"].update(counts=[0, 0, 0]),  # written without its counts
+    lambda d: d["features"]["x"].update(counts=[2**63 - 5, 1, 3], count=2**63 - 1),
+    lambda d: d["features"]["x"].update(std=0),  # a constant reference value
+    lambda d: d["features"]["x"].update(std=0.5),
+    lambda d: d["features"]["x"].update(single_values=[None, 1.5, None]),
 ])
 def test_edge_cases_of_valid_files_are_accepted(change):
     document = _document()
@@ -316,6 +325,14 @@ def _c(**changes: object):
     (_x(integral="yes"), ["feature 'x': integral must be true or false (got 'yes')"]),
     (_x(std=-1.0), ["feature 'x': std must be a number >= 0 (got -1.0)"]),
     (_x(std="2"), ["feature 'x': std must be a number >= 0 (got '2')"]),
+    (_x(single_values=[0.5]),
+     ["feature 'x': single_values must be a list of numbers or nulls, one per bin"]),
+    (_x(single_values=[0.5, "1", None]),
+     ["feature 'x': single_values must be a list of numbers or nulls, one per bin"]),
+    (_x(single_values=7),
+     ["feature 'x': single_values must be a list of numbers or nulls, one per bin"]),
+    (_x(single_values={}),
+     ["feature 'x': single_values must be a list of numbers or nulls, one per bin"]),
     # Every problem is reported, feature by feature.
     (lambda d: (d.update(smoothing=-1), d["features"]["c"].update(missing=None)),
      ["smoothing must be a number > 0 (got -1)",
@@ -327,6 +344,7 @@ def test_every_problem_of_a_file_is_named(change, problems):
     with pytest.raises(BaselineError) as raised:
         parse_baseline(document, "b.json")
     assert str(raised.value) == join_problems("invalid baseline b.json:", problems)
+    assert raised.value.problems == tuple(problems)  # a log line each
 
 
 def test_probabilities_must_sum_to_one_within_rounding():
@@ -498,10 +516,12 @@ def test_a_baseline_that_does_not_fit_names_every_problem():
     with pytest.raises(BaselineError) as raised:
         check_baseline_fits(baseline, [FeatureSpec("y", ("y",), "numeric"),
                                        FeatureSpec("x", ("x",), "categorical")], "b.json")
-    assert str(raised.value) == join_problems("baseline b.json does not fit the config:", [
-        "feature 'y' is configured but not in the baseline; rebuild it with "
-        "`streamdrift baseline build`",
-        "feature 'x' is categorical in the config but numeric in the baseline"])
+    problems = ("feature 'y' is configured but not in the baseline; rebuild it with "
+                "`streamdrift baseline build`",
+                "feature 'x' is categorical in the config but numeric in the baseline")
+    assert str(raised.value) == join_problems("baseline b.json does not fit the config:",
+                                              list(problems))
+    assert raised.value.problems == problems
 
 
 def test_the_summary_shows_each_feature_s_shape():
@@ -764,3 +784,111 @@ def test_diff_names_the_feature_and_bins_that_moved():
                                                         strict=True))
     assert diff.kl == pytest.approx(expected)
     assert diff.moved[:2] == (("a", 0.5, 0.2), ("other", 0.2, 0.5))
+
+
+def _numeric(edges: list[float], minimum: float | None = None, maximum: float | None = None,
+             single_values: tuple[float | None, ...] = ()) -> FeatureBaseline:
+    n = len(edges) + 1
+    probabilities = np.arange(1, n + 1) / (n * (n + 1) / 2)  # 1, 2, ... shares: all differ
+    return FeatureBaseline("x", "numeric", np.arange(1, n + 1), probabilities,
+                           edges=np.array(edges, dtype=np.float64), minimum=minimum,
+                           maximum=maximum, single_values=single_values)
+
+
+def _projection_oracle(source: FeatureBaseline, target: FeatureBaseline) -> list[float]:
+    """The documented projection, by interval overlap: a bin spreads its share evenly over
+    [its lower edge, its upper edge), the open ends closed by the reference's min and max
+    (or the nearest edge, or 0 without one, never inside the outer edges); a bin that holds
+    one value, or has no width, is a point at that value (its lower end)."""
+    cuts = target.edges.tolist()
+    lows, highs = [-math.inf, *cuts], [*cuts, math.inf]
+    edges = source.edges.tolist()
+    first = (source.minimum if source.minimum is not None else edges[0] if edges else 0.0)
+    last = (source.maximum if source.maximum is not None else edges[-1] if edges else 0.0)
+    bounds = [min([first, *edges]), *edges, max([last, *edges])]
+    result = [0.0] * target.n_bins
+    for index, share in enumerate(source.probabilities.tolist()):
+        single = source.single_values[index] if index < len(source.single_values) else None
+        start, end = bounds[index], bounds[index + 1]
+        if single is not None or end <= start:
+            point = start if single is None else single
+            result[sum(1 for cut in cuts if cut <= point)] += share
+            continue
+        for bin_index, (low, high) in enumerate(zip(lows, highs, strict=True)):
+            result[bin_index] += share * max(0.0, min(end, high) - max(start, low)) / (
+                end - start)
+    return result
+
+
+@pytest.mark.parametrize(("source", "target"), [
+    # single values: one on a target edge (it belongs above it), two in one target bin
+    (_numeric([2.0, 5.0, 9.0], 0.0, 12.0, (None, 3.0, 6.5, None)), _numeric([3.0, 7.0])),
+    # the first bin has no width (min on the first edge): a point at it, bins after it
+    (_numeric([1.0, 4.0], 1.0, 8.0), _numeric([0.5, 1.0, 3.0])),
+    # no recorded range: the outer bins are points at the outer edges
+    (_numeric([10.0, 20.0]), _numeric([5.0, 15.0, 20.0])),
+    (_numeric([-20.0, -10.0], -30.0, None), _numeric([-15.0, -5.0])),
+    # no edges: one bin, a point at 0 without a range, spread over it with one
+    (_numeric([]), _numeric([0.5])),
+    (_numeric([], 2.0, 6.0), _numeric([3.0, 5.0])),
+    # a range narrower than the edges (a file written by hand) stops at the edges
+    (_numeric([3.0, 10.0], 5.0, 20.0), _numeric([4.0])),
+    (_numeric([3.0, 10.0], 0.0, 8.0), _numeric([9.0])),
+])
+def test_projection_spreads_ranges_and_puts_points_where_they_fall(source, target):
+    projected = project_onto(source, target)
+    assert projected.tolist() == pytest.approx(_projection_oracle(source, target), abs=1e-12)
+    assert projected.sum() == pytest.approx(1.0)
+
+
+def _categorical(name: str, shares: dict[str, float]) -> FeatureBaseline:
+    *categories, _ = shares
+    probabilities = np.array(list(shares.values()))
+    return FeatureBaseline(name, "categorical", np.round(probabilities * 100).astype(np.int64),
+                           probabilities, categories=tuple(categories))
+
+
+def test_diff_of_every_feature_both_have_the_most_moved_bins_first():
+    old = Baseline({
+        "gone": FeatureBaseline("gone", "numeric", np.array([1]), np.array([1.0])),
+        "retyped": _categorical("retyped", {"a": 0.5, "other": 0.5}),
+        "c": _categorical("c", {"a": 0.3, "b": 0.2, "d": 0.2, "e": 0.1, "f": 0.1,
+                                "other": 0.1}),
+        "x": _numeric([10.0, 20.0, 30.0], 0.0, 40.0),
+    }, "t", "s", 0.5)
+    new = Baseline({
+        "retyped": FeatureBaseline("retyped", "numeric", np.array([1]), np.array([1.0])),
+        "c": _categorical("c", {"a": 0.15, "b": 0.2, "d": 0.3, "e": 0.1, "f": 0.17,
+                                "other": 0.08}),
+        "x": _numeric([12.0], 10.0, 14.0),  # all of it within [10, 20)
+    }, "t", "s", 0.5)
+    diffs = diff_baselines(old, new)
+    assert [diff.name for diff in diffs] == ["c", "x"]
+    c, x = diffs
+    assert c.projected is False
+    assert c.moved == (("a", 0.3, 0.15), ("d", 0.2, 0.3), ("f", 0.1, 0.17))
+    q, p = old["c"].probabilities, new["c"].probabilities
+    assert c.kl == pytest.approx(float(np.sum(p * np.log(p / q))))
+    assert [label for label, _, _ in diff_baselines(old, new, top=10)[0].moved] == [
+        "a", "d", "f", "other"]  # the bins that did not move are not listed
+    # x: the new baseline's bins all fall in the old [10, 20): the other old bins are empty.
+    assert x.projected is True
+    assert x.kl == pytest.approx(math.log(1.0 / old["x"].probabilities[1]))
+    label, before, after = x.moved[0]
+    assert (label, before) == ("[10, 20)", old["x"].probabilities[1])
+    assert after == pytest.approx(1.0)
+
+
+def test_numbers_are_written_with_six_significant_digits_and_plain_up_to_1e15():
+    assert format_number(1 / 3) == "0.333333"
+    assert format_number(12.3456789) == "12.3457"
+    assert format_number(12.0000001) == "12"  # rounds to a whole number: no point
+    assert format_number(999999999999999.0) == "999999999999999"
+    assert format_number(1e15) == "1e+15"
+    assert format_edges([1.2345678, 2.0]) == ["1.23457", "2"]
+
+
+def test_a_category_label_escapes_control_characters_only():
+    feature = FeatureBaseline("c", "categorical", np.array([1, 1, 1]),
+                              np.array([0.4, 0.3, 0.3]), categories=("café\t", "Köln"))
+    assert feature.bin_labels == ("café\\t", "Köln", "other")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from streamdrift.divergence import (
     g_test_p_value,
     holm_adjusted,
     homogeneity_test,
+    kl_contributions,
     xlogx,
 )
 from streamdrift.sketch import SlotLayout, WindowedHistogram
@@ -355,3 +358,86 @@ def test_auto_min_samples_is_the_smallest_window_under_half_the_threshold(thresh
         assert floor[1] > threshold / 2
     if bins > 1 and reference > 0 and (bins - 1) / (2 * reference) >= threshold / 2:
         assert n == max(MIN_SAMPLES_FLOOR, reference)  # the reference itself is too noisy
+
+
+def _smallest_window_exactly(threshold: float, bins: int, reference: int) -> int | None:
+    """The smallest n with (bins - 1)/2 (1/n + 1/reference) <= threshold/2 in exact decimal
+    arithmetic (the threshold as written); None when no window is small enough."""
+    room = Fraction(str(threshold)) / (bins - 1) - (Fraction(1, reference) if reference else 0)
+    return math.ceil(1 / room) if room > 0 else None
+
+
+@pytest.mark.parametrize("threshold", [0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.02, 2.0])
+def test_auto_min_samples_is_exactly_the_smallest_window_at_the_boundaries(threshold):
+    """Over a grid that holds windows whose noise is exactly half the threshold: the exact
+    answer, or one more where floats put the exact one a rounding above half the threshold;
+    the reference's size where no window is small enough; 30 at least."""
+    for bins, reference in itertools.product(range(1, 60), [0, 1, 2, 100, 300, 1000, 5000]):
+        n = auto_min_samples(threshold, bins, reference)
+        exact = None if bins <= 1 else _smallest_window_exactly(threshold, bins, reference)
+        if bins <= 1:
+            expected = {MIN_SAMPLES_FLOOR}
+        elif exact is None:
+            expected = {max(MIN_SAMPLES_FLOOR, reference)}
+        else:
+            expected = {max(MIN_SAMPLES_FLOOR, exact)}
+            if expected_null_kl([exact], [reference], [bins])[0] > threshold / 2:
+                expected.add(max(MIN_SAMPLES_FLOOR, exact + 1))
+        assert n in expected, (threshold, bins, reference)
+
+
+def test_expected_null_kl_of_one_value_one_reference_value_and_one_bin():
+    floor = expected_null_kl([1, 10, 10, 5, 1], [1, 0, 7, 3, 0], [3, 1, 0, 4, 2])
+    assert floor.tolist() == pytest.approx([2.0, 0.0, 0.0, 1.5 * (1 / 5 + 1 / 3), 0.5])
+
+
+def test_kl_terms_of_each_bin_and_nan_for_an_empty_window():
+    counts = np.array([3, 0, 1, 0, 0, 1, 0])
+    q = np.array([0.4, 0.3, 0.3, 0.5, 0.5, 0.2, 0.8])
+    p, terms = kl_contributions(counts, q, np.array([0, 3, 5]))
+    expected_p = [0.75, 0.0, 0.25, math.nan, math.nan, 1.0, 0.0]
+    assert p.tolist() == pytest.approx(expected_p, nan_ok=True)
+    assert terms.tolist() == pytest.approx(
+        [0.75 * math.log(0.75 / 0.4), 0.0, 0.25 * math.log(0.25 / 0.3), math.nan, math.nan,
+         math.log(1 / 0.2), 0.0], nan_ok=True)
+
+
+def test_holm_adjusted_p_values_are_at_most_one():
+    assert holm_adjusted(np.array([0.6, 0.01, np.nan, 0.7])).tolist() == pytest.approx(
+        [1.0, 0.03, math.nan, 1.0], nan_ok=True)
+
+
+def test_a_reference_of_one_value_is_a_sample_for_the_two_sample_test():
+    counts = np.array([60, 30, 10, 40, 30, 20, 10])
+    q = np.array([0.5, 0.3, 0.2, 0.25, 0.25, 0.25, 0.25])
+    starts = np.array([0, 3])
+    reference = np.array([1, 0, 0, 500, 300, 5, 1])  # a thin column pooled in the second
+    result = divergences(counts, q, starts, 0.5, reference)
+    g, dof, p = homogeneity_test(counts, reference, starts)
+    np.testing.assert_allclose(result.g_statistic, g)
+    np.testing.assert_array_equal(result.dof, dof)
+    np.testing.assert_allclose(result.p_value, p)
+    assert dof.tolist() == [0, 1]  # the second feature: its two thin columns pooled, joined
+
+
+def _williams_p_value(table: np.ndarray) -> tuple[float, int, float]:
+    """scipy's G of a 2 x k table, and its p-value with Williams' correction."""
+    expected = chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    n, m = table.sum(axis=1)
+    total, columns = n + m, table.shape[1]
+    q = 1 + (total * np.sum(1.0 / table.sum(axis=0)) - 1) * (total * (1 / n + 1 / m) - 1) / (
+        6 * total * (columns - 1))
+    return float(expected.statistic), columns - 1, float(chi2.sf(expected.statistic / q,
+                                                                 columns - 1))
+
+
+@pytest.mark.parametrize(("window", "reference"), [
+    ([1, 0, 0], [40, 25, 35]), ([10, 25, 5], [0, 1, 0]), ([3, 1, 4], [2, 7, 1])])
+def test_without_pooling_even_a_row_of_one_value_is_tested(window, reference):
+    window, reference = np.array(window), np.array(reference)
+    g, dof, p = homogeneity_test(window, reference, np.array([0]), min_expected=0.0)
+    occupied = (window + reference) > 0
+    expected_g, expected_dof, expected_p = _williams_p_value(
+        np.array([window[occupied], reference[occupied]]))
+    assert (g[0], int(dof[0]), p[0]) == pytest.approx((expected_g, expected_dof, expected_p),
+                                                       rel=1e-9)

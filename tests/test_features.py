@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,10 @@ from streamdrift.features import (
     each_path_values,
     extract_features,
     lookup,
+    mark_missing_values,
     numeric_column,
+    parse_text_cell,
+    table_columns,
     values_by_path,
 )
 
@@ -131,3 +135,80 @@ def test_numeric_missing_text_and_sentinels():
                                   {"score": 3}], [score])
     assert column.status.tolist() == [1, 1, 2, 0]  # its own list: "NA" is no longer missing
     assert column.values.tolist()[3] == 3.0
+
+
+def test_a_path_walks_on_through_the_object_an_array_index_gives():
+    message = {"items": [{"price": 5.0}, {"price": 7.5}], "tags": ["a"]}
+    assert lookup(message, ("items", "1", "price")) == 7.5
+    assert lookup(message, ("items", "5", "price")) is None
+
+
+def test_a_value_named_missing_is_exactly_a_missing_value():
+    """Sentinels and named categories leave the column as a missing cell would."""
+    age = FeatureSpec("age", ("age",), "numeric", missing_values=(-1, "n/a"))
+    raw = [31.0, -1, "n/a", None, 40.5]
+    marked = mark_missing_values(age, numeric_column(raw), raw)
+    plain = numeric_column([31.0, None, None, None, 40.5])
+    assert marked.values.tolist() == plain.values.tolist()
+    assert marked.status.tolist() == plain.status.tolist()
+    plan = FeatureSpec("plan", ("plan",), "categorical", missing_values=("unknown",))
+    raw = ["pro", "unknown", None]
+    marked = mark_missing_values(plan, categorical_column(raw), raw)
+    plain = categorical_column(["pro", None, None])
+    assert marked.values.tolist() == plain.values.tolist()
+    assert marked.status.tolist() == plain.status.tolist()
+
+
+SPECS = [FeatureSpec("age", ("age",), "numeric"), FeatureSpec("plan", ("plan",), "categorical")]
+
+
+def test_a_dataframe_s_missing_cells_are_missing_values():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"age": [31.0, np.nan, 40.0, None],
+                              "plan": ["pro", None, pandas.NA, "free"],
+                              "column": [1, 2, 3, 4]})  # a column named like pyarrow's method
+    columns = table_columns(frame, SPECS)
+    assert columns["age"].status.tolist() == [STATUS_OK, STATUS_MISSING, STATUS_OK,
+                                              STATUS_MISSING]
+    assert columns["age"].values.tolist()[::2] == [31.0, 40.0]
+    assert columns["plan"].status.tolist() == [STATUS_OK, STATUS_MISSING, STATUS_MISSING,
+                                               STATUS_OK]
+    assert columns["plan"].values.tolist()[::3] == ["pro", "free"]
+    numbered = pandas.DataFrame({0: [1.5, 2.5]}).rename(columns={0: "age"})
+    assert table_columns(numbered, SPECS[:1])["age"].values.tolist() == [1.5, 2.5]
+
+
+def test_a_pyarrow_table_s_nulls_are_missing_values():
+    pyarrow = pytest.importorskip("pyarrow")
+    table = pyarrow.table({"age": [31.0, None], "plan": [None, "pro"]})
+    columns = table_columns(table, SPECS)
+    assert columns["age"].status.tolist() == [STATUS_OK, STATUS_MISSING]
+    assert columns["plan"].status.tolist() == [STATUS_MISSING, STATUS_OK]
+
+
+def test_a_table_must_be_a_table_with_a_column_per_feature():
+    pandas = pytest.importorskip("pandas")
+    pyarrow = pytest.importorskip("pyarrow")
+
+    class Columns:
+        def __init__(self) -> None:
+            self.columns = ["age", "plan"]  # a table's attribute, not a table
+
+    for not_a_table in ({"age": [1.0]}, Columns()):
+        with pytest.raises(TypeError, match=re.escape(
+                "expected a pandas DataFrame or a pyarrow Table, got "
+                f"{type(not_a_table).__name__}")):
+            table_columns(not_a_table, SPECS)
+    with pytest.raises(ValueError, match=re.escape(
+            "the table has no column for feature(s) age; its columns are: b, plan")):
+        table_columns(pandas.DataFrame({"plan": ["a"], "b": [1]}), SPECS)
+    with pytest.raises(ValueError, match=re.escape(
+            "the table has no column for feature(s) age, plan; its columns are: (none)")):
+        table_columns(pyarrow.table({}), SPECS)
+
+
+def test_a_categorical_cell_is_its_text_as_it_is():
+    plan = FeatureSpec("plan", ("plan",), "categorical")
+    assert [parse_text_cell(cell, plan) for cell in [" 3 ", "1e5", "007"]] == [
+        " 3 ", "1e5", "007"]
+    assert parse_text_cell(" 3 ", FeatureSpec("n", ("n",), "numeric")) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -14,12 +15,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import rel_entr
-from scipy.stats import entropy
+from scipy.stats import chi2, entropy
 
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
-from streamdrift.features import extract_features
-from streamdrift.monitor import DriftMonitor, PaneSnapshot
+from streamdrift.divergence import auto_min_samples
+from streamdrift.features import FeatureColumn, extract_features, table_columns
+from streamdrift.monitor import (
+    DriftMonitor,
+    PaneSnapshot,
+    compare_columns,
+    compare_to_baseline,
+    occupied_bins,
+    reference_baseline,
+)
 from tests.strategies import holm_oracle, js_oracle, two_sample_oracle
 
 CONFIG = {
@@ -43,8 +52,7 @@ def _baseline(config: Config, seed: int = 0) -> Baseline:
     reference = [{"order": {"amount": float(a)}, "channel": str(c)}
                  for a, c in zip(rng.gamma(2.0, 10.0, 400), rng.choice(CHANNELS[:4], 400),
                                  strict=True)]
-    columns = dict(zip(["amount", "channel"], extract_features(reference, config.features),
-                       strict=True))
+    columns = _columns(config, reference)
     return build_baseline(config.features, columns, {"amount": 6, "channel": 5}, 3, 0.5, "t")
 
 
@@ -474,6 +482,16 @@ def _mixed_messages(count: int, seed: int) -> list[dict]:
             for a, c in zip(amounts, channels, strict=True)]
 
 
+def _holm_adjusted_oracle(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's adjusted p-values, step by step: the i-th smallest of m times (m - i), never
+    below the one before it, at most 1."""
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(sorted(p_values, key=lambda name: p_values[name])):
+        running = max(running, min(1.0, p_values[name] * (len(p_values) - rank)))
+        adjusted[name] = running
+    return adjusted
+
+
 def _psi_oracle(counts: np.ndarray, q: np.ndarray, alpha: float) -> float:
     smoothed = (counts + alpha) / (counts.sum() + alpha * len(counts))
     return float(np.sum((smoothed - q) * np.log(smoothed / q)))
@@ -516,6 +534,11 @@ def test_report_fields_equal_their_oracles_and_its_json_holds_them():
             occupied = np.count_nonzero(reference.counts)
             assert feature.kl_noise_floor == pytest.approx(
                 (occupied - 1) / 2 * (1 / counts.sum() + 1 / reference.count), rel=1e-12)
+            # Bonferroni over the features: the G a feature's test rejects above.
+            assert feature.g_critical == pytest.approx(
+                chi2.isf(0.001 / len(config.features), occupied - 1), rel=1e-9)
+            assert feature.p_value_adjusted == pytest.approx(
+                _holm_adjusted_oracle(p_values)[spec.name], rel=1e-12)
             others = counts.sum() - counts[:-1].sum() if spec.type == "categorical" else 0
             assert feature.unseen_total == others
         # The JSON report: every field, as plain JSON values, counters as integers.
@@ -1006,3 +1029,323 @@ def test_an_event_time_too_far_out_for_a_pane_number_is_a_bad_timestamp():
     assert monitor.report().features["amount"].samples == 2
     by_record = DriftMonitor(_config(window={"size": "4s", "panes": 4}), _baseline(config))
     assert by_record.process_payloads(payloads[:2], [1.0, 1e300]) == [(1, "bad_timestamp")]
+
+
+# ---- compare: two datasets, one window --------------------------------------------------------
+
+def _columns(config: Config, messages: list[dict]) -> dict[str, FeatureColumn]:
+    return dict(zip([spec.name for spec in config.features],
+                    extract_features(messages, config.features), strict=True))
+
+
+def _without_created_at(document: dict[str, Any]) -> dict[str, Any]:
+    return {**document, "baseline": {**document["baseline"], "created_at": None}}
+
+
+def test_compare_is_all_the_rows_as_one_window_against_a_baseline_of_the_reference():
+    config = _config(baseline={"bins": 5, "max_categories": 3, "smoothing": 0.25})
+    reference = _mixed_messages(400, seed=21)
+    current = _mixed_messages(250, seed=22)
+    for message in current[::2]:
+        if isinstance(message["order"]["amount"], float):
+            message["order"]["amount"] += 15.0
+    reference_columns, current_columns = _columns(config, reference), _columns(config, current)
+
+    baseline = reference_baseline(config, reference_columns, "reference.jsonl")
+    assert (baseline.source, baseline.smoothing) == ("reference.jsonl", 0.25)
+    assert baseline["amount"].n_bins == 6  # the feature's own bins, not baseline.bins
+    channels = Counter(m["channel"] for m in reference if isinstance(m["channel"], str))
+    ranked = sorted(channels.items(), key=lambda item: (-item[1], item[0]))
+    assert baseline["channel"].categories == tuple(name for name, _ in ranked[:3])
+    for name in ("amount", "channel"):
+        counts = baseline[name].counts
+        np.testing.assert_allclose(baseline[name].probabilities,
+                                   (counts + 0.25) / (counts.sum() + 0.25 * len(counts)))
+
+    report = compare_to_baseline(config, baseline, current_columns, {"not_json": 2})
+    assert report.window == "one window of 250 rows"
+    assert (report.messages, report.invalid_reasons) == (252, {"not_json": 2})
+    assert report.window_messages == 250  # all of them, whatever the config's window
+    assert report.baseline_hash == baseline.content_hash()
+    for spec in config.features:
+        feature, reference_feature = report.features[spec.name], baseline[spec.name]
+        column = current_columns[spec.name]
+        usable = column.usable
+        counts = np.bincount(reference_feature.bin(column)[usable],
+                             minlength=reference_feature.n_bins)
+        assert list(feature.window_counts) == counts.tolist()
+        assert feature.kl == pytest.approx(entropy(counts, reference_feature.probabilities),
+                                           rel=1e-9)
+        assert feature.change_points == 0
+    # The same as a monitor whose one pane holds every row.
+    whole = dataclasses.replace(config, window=dataclasses.replace(
+        config.window, size=250, panes=1))
+    monitor = DriftMonitor(whole, baseline, "reference.jsonl")
+    monitor.reject("not_json", 2)
+    monitor.process_columns([current_columns[spec.name] for spec in config.features])
+    assert report.to_json() == {**monitor.report().to_json(),
+                                "window": {**monitor.report().to_json()["window"],
+                                           "description": "one window of 250 rows"}}
+    assert report.features["amount"].drift
+
+    both = compare_columns(config, reference_columns, current_columns, "reference.jsonl",
+                           {"not_json": 2})
+    assert _without_created_at(both.to_json()) == _without_created_at(report.to_json())
+    nothing = compare_to_baseline(config, baseline, _columns(config, []))
+    assert (nothing.window, nothing.window_messages, nothing.messages) == (
+        "one window of 0 rows", 0, 0)
+
+
+def test_a_table_is_counted_as_its_columns_are():
+    pyarrow = pytest.importorskip("pyarrow")
+    config = _config(window={"size": 40, "panes": 4})
+    baseline = _baseline(config)
+    messages = _mixed_messages(90, seed=23)
+    table = pyarrow.table({"amount": [m["order"]["amount"] if not isinstance(
+                               m["order"]["amount"], str) else None for m in messages],
+                           "channel": [m["channel"] if isinstance(m["channel"], str) else None
+                                       for m in messages]})
+    by_table, by_columns = DriftMonitor(config, baseline), DriftMonitor(config, baseline)
+    for start in range(0, 90, 30):
+        part = table.slice(start, 30)
+        by_table.process_table(part)
+        columns = table_columns(part, config.features)
+        by_columns.process_columns([columns[spec.name] for spec in config.features])
+    assert by_table.report().to_json() == by_columns.report().to_json()
+    assert by_table.report().messages == 90
+
+
+# ---- the report's details ---------------------------------------------------------------------
+
+def test_a_window_of_exactly_min_samples_values_is_evaluated():
+    config = _config(window={"size": 100, "panes": 4}, divergence={"min_samples": 20})
+    monitor = DriftMonitor(config, _baseline(config))
+    messages = [{"order": {"amount": float(a)}, "channel": "web"} for a in range(1, 20)]
+    monitor.process_payloads([json.dumps(m).encode() for m in messages])
+    assert monitor.report().features["amount"].status == "insufficient_data"
+    monitor.process_payloads([json.dumps({"order": {"amount": 5.0}, "channel": "web"}).encode()])
+    feature = monitor.report().features["amount"]
+    assert (feature.samples, feature.min_samples) == (20, 20)
+    assert feature.kl is not None
+    assert feature.p_value_adjusted is not None
+
+
+def test_min_samples_auto_comes_from_each_feature_s_threshold_bins_and_reference():
+    features = [{"name": "amount", "path": "order.amount", "type": "numeric", "bins": 6,
+                 "threshold": 0.02},
+                {"name": "channel", "type": "categorical", "min_samples": 7}]
+    config = _config(features=features, divergence={"threshold": 0.3})
+    assert config.divergence.min_samples == "auto"
+    baseline = _baseline(config)
+    sparse = dataclasses.replace(baseline["amount"], counts=np.array([0, 50, 0, 100, 30, 20]))
+    baseline = Baseline({**baseline.features, "amount": sparse}, baseline.created_at,
+                        baseline.source, baseline.smoothing)
+    assert occupied_bins(sparse) == 4
+    assert occupied_bins(dataclasses.replace(sparse, counts=np.zeros(6, dtype=np.int64))) == 6
+    report = DriftMonitor(config, baseline).report()
+    assert report.features["amount"].min_samples == auto_min_samples(0.02, 4, 200) > 30
+    assert report.features["channel"].min_samples == 7
+    assert report.features["amount"].g_critical == pytest.approx(chi2.isf(0.001 / 2, 3))
+
+
+def test_the_window_says_how_it_is_divided_between_partitions():
+    config = _config(window={"size": 400, "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    assert monitor.report().window == "400 messages, 4 panes"
+    assert monitor.report().partition_messages == {}
+    monitor.process_payloads(_stream(10, seed=1))
+    assert monitor.report().partition_messages == {}  # no partitions: one stream
+    monitor.set_partition_count(2)
+    assert monitor.report().window == "200 messages of each of 2 partitions, 4 panes"
+
+
+def test_a_partition_count_that_keeps_the_share_keeps_the_window():
+    config = _config(window={"size": 8, "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    assert monitor.set_partition_count(3)  # 8 / 3 is less than a pane each: one a pane
+    monitor.process_payloads(_stream(6, seed=2), partitions=[(0, 0), (1, 3)])
+    assert not monitor.set_partition_count(4)  # still one message a pane
+    assert monitor.report().window_messages == 6
+
+
+def test_the_top_contributions_are_positive_terms_of_at_least_a_hundredth_of_the_kl():
+    config = _config(window={"size": 400, "panes": 4}, divergence={"min_samples": 10})
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.process_payloads(_stream(300, seed=3, shift=5.0))
+    feature = monitor.report().features["amount"]
+    n = len(feature.bin_labels)
+    assert n == 6
+
+    def top(kl: float | None, terms: list[float]) -> list[float]:
+        changed = dataclasses.replace(feature, kl=kl, contributions=tuple(terms))
+        return [entry["contribution"] for entry in changed.top_contributions(count=n)]
+
+    terms = [0.0, 0.005, -0.02, 0.3, 0.004999, 0.1]
+    assert top(0.5, terms) == [0.3, 0.1, 0.005]  # 0.005 is exactly 1 % of 0.5
+    assert top(0.0, terms) == [0.3, 0.1, 0.005, 0.004999]  # never a zero term
+
+
+# ---- decoding paths ---------------------------------------------------------------------------
+
+def test_missing_values_are_missing_on_the_typed_path_before_and_after_a_new_baseline():
+    config = _config(input={"missing_values": [-1]})
+    baseline = _baseline(config)
+    monitor = DriftMonitor(config, baseline)
+    payloads = [json.dumps({"order": {"amount": amount}, "channel": "web"}).encode()
+                for amount in (-1, 5.0, -1, 7.5)]
+    monitor.process_payloads(payloads)
+    assert monitor.report().features["amount"].missing_total == 2
+    assert monitor.swap_baseline(_reweighted(baseline, seed=2))
+    monitor.process_payloads(payloads)
+    amount = monitor.report().features["amount"]
+    assert (amount.missing_total, sum(amount.bin_totals)) == (4, 4)
+
+
+def test_missing_values_stay_missing_in_a_batch_with_a_refused_and_a_late_message():
+    config = _config(window={"size": "4s", "panes": 4, "time_field": "ts"},
+                     input={"missing_values": [-1]})
+    monitor = DriftMonitor(config, _baseline(config))
+    payloads = [json.dumps({"order": {"amount": -1}, "channel": "web", "ts": 1.0}).encode(),
+                json.dumps({"order": {"amount": 5.0}, "channel": "web", "ts": "soon"}).encode(),
+                b""]
+    assert monitor.process_payloads(payloads) == [(1, "bad_timestamp"), (2, "empty")]
+    amount = monitor.report().features["amount"]
+    assert (amount.missing_total, sum(amount.bin_totals)) == (1, 0)
+
+
+def test_event_times_up_to_the_last_whole_pane_number_a_float_holds_are_usable():
+    config = _config(window={"size": "40s", "panes": 4})  # panes of 10 s
+    monitor = DriftMonitor(config, _baseline(config))
+    payload = b'{"order": {"amount": 1.0}, "channel": "web"}'
+    limit = 2.0**53 * 10.0
+    times = [2.0**53 / 5, limit * 0.75, limit, limit * 1.2]
+    assert monitor.process_payloads([payload] * 4, times) == [
+        (2, "bad_timestamp"), (3, "bad_timestamp")]
+
+
+def test_a_topic_of_another_format_is_decoded_by_its_own_format():
+    from tests.test_formats import _avro, _messages
+    from tests.test_formats import _config as format_config
+
+    avro_config = format_config("avro", formats_by_topic={"legacy": "json"})
+    json_config = format_config("json")
+    messages = _messages(60, seed=8)
+    avro_payloads, schemas = _avro(avro_config, messages)
+    baseline = reference_baseline(json_config, _columns(json_config, messages))
+    payloads = [json.dumps(m).encode() if i < 30 else avro_payloads[i]
+                for i, m in enumerate(messages)]
+    runs = [(("legacy", 0), 0), (("events", 0), 30)]
+    mixed = DriftMonitor(avro_config, baseline, writer_schemas=schemas)
+    assert mixed.process_payloads(payloads, partitions=runs) == []
+    plain = DriftMonitor(json_config, baseline)
+    plain.process_payloads([json.dumps(m).encode() for m in messages], partitions=runs)
+    assert mixed.report().features == plain.report().features
+
+
+def test_a_protobuf_topic_is_read_with_its_message_class(tmp_path):
+    from streamdrift.framing import frame
+    from streamdrift.protobuf import load_message_class, message_mapping
+    from tests.test_formats import _descriptor_set
+
+    descriptors = _descriptor_set(tmp_path)
+    event = load_message_class(descriptors, "shop.Event")
+    features = [{"name": "age", "path": "user.age", "type": "numeric"},
+                {"name": "plan", "type": "categorical"}]
+    config = parse_config({"features": features, "input": {
+        "format": "protobuf", "protobuf": {"descriptor_set": str(descriptors),
+                                           "message": "shop.Event"}}}, tmp_path, environ={})
+    json_config = parse_config({"features": features}, tmp_path, environ={})
+    rng = np.random.default_rng(4)
+    messages = [event(user={"age": float(age)}, plan=int(plan))
+                for age, plan in zip(rng.normal(40, 9, 50), rng.integers(0, 3, 50),
+                                     strict=True)]
+    as_json = [message_mapping(m) for m in messages]
+    baseline = reference_baseline(json_config, _columns(json_config, as_json))
+    monitor = DriftMonitor(config, baseline, message_class=event)
+    assert monitor.process_payloads(
+        [frame(3, m.SerializeToString(), (1,)) for m in messages]) == []
+    plain = DriftMonitor(json_config, baseline)
+    plain.process_payloads([json.dumps(m).encode() for m in as_json])
+    assert monitor.report().features == plain.report().features
+
+
+# ---- partitions and panes ---------------------------------------------------------------------
+
+def test_a_batch_over_partitions_is_counted_whole_in_an_event_time_window():
+    config = _config(window={"size": "40s", "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    payloads = _stream(30, seed=5)
+    times = [float(i) for i in range(30)]
+    monitor.process_payloads(payloads, times, partitions=[("a", 0), ("b", 10), ("a", 20)])
+    report = monitor.report()
+    assert report.partition_messages == {"a": 20, "b": 10}
+    only = DriftMonitor(config, _baseline(config))
+    only.process_payloads(payloads, times)
+    for name, feature in report.features.items():
+        assert feature.bin_totals == only.report().features[name].bin_totals
+        assert sum(feature.bin_totals) + feature.missing_total == 30
+
+
+def test_a_partition_whose_messages_were_all_refused_holds_no_window():
+    config = _config(window={"size": 40, "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.set_partition_count(2)
+    monitor.process_payloads([b"x", b"y", *_stream(4, seed=6)], partitions=[(0, 0), (1, 2)])
+    assert monitor.report().partition_messages == {1: 4}
+
+
+def test_pane_snapshots_say_how_many_messages_were_read_when_the_pane_closed():
+    """Each snapshot's ``messages``: the input read before the message that opened the next
+    pane, refused messages included, across batches, runs of partitions, columns and
+    messages dropped for their event time; none while refilling."""
+    seen: list[tuple[int, int]] = []
+
+    def observe(snapshot: PaneSnapshot) -> None:
+        seen.append((snapshot.pane, snapshot.messages))
+
+    config = _config(window={"size": "4s", "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.pane_observers.append(observe)
+    payload = b'{"order": {"amount": 1.0}, "channel": "web"}'
+    monitor.refill([payload] * 3, [0.5, 1.5, 2.5])
+    assert seen == []
+    monitor.process_payloads([payload, b"x", payload, payload, payload],
+                             [3.2, 3.3, float("nan"), 4.5, 5.5], partitions=[("a", 0), ("b", 3)])
+    assert seen == [(2, 0), (3, 3), (4, 4)]
+
+    seen.clear()
+    counted = _config(window={"size": 4, "panes": 4})  # a pane of one message
+    monitor = DriftMonitor(counted, _baseline(counted))
+    monitor.pane_observers.append(observe)
+    monitor.process_payloads(_stream(3, seed=7))
+    columns = _columns(counted, [json.loads(p) for p in _stream(2, seed=8)])
+    monitor.process_columns([columns[spec.name] for spec in counted.features])
+    assert [messages for _, messages in seen] == [1, 2, 3, 4]
+    assert monitor.report().panes_closed == 4
+
+
+def test_a_partition_taken_back_fills_its_window_from_its_first_message_again():
+    config = _config(window={"size": 80, "panes": 4})  # 40 of each partition, panes of 10
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.set_partition_count(2)
+    monitor.process_payloads(_stream(25, seed=9), partitions=[(0, 0)])
+    assert monitor.drop_partition(0) == 25
+    assert monitor.drop_partition(7) == 0  # never held
+    again = _stream(40, seed=10)
+    monitor.process_payloads(again, partitions=[(0, 0)])
+    fresh = DriftMonitor(config, _baseline(config))
+    fresh.set_partition_count(2)
+    fresh.process_payloads(again, partitions=[(0, 0)])
+    np.testing.assert_array_equal(monitor.histogram.counts, fresh.histogram.counts)
+
+
+def test_a_dropped_partition_s_count_is_its_messages_whatever_the_order_of_features():
+    features = [{"name": "channel", "type": "categorical"},
+                {"name": "amount", "path": "order.amount", "type": "numeric", "bins": 6}]
+    config = _config(features=features, window={"size": 400, "panes": 4})
+    monitor = DriftMonitor(config, _baseline(config))
+    monitor.set_partition_count(2)
+    payloads = [json.dumps({"order": {"amount": float(a)}, "channel": "web"}).encode()
+                for a in np.linspace(0, 90, 30)]
+    monitor.process_payloads(payloads, partitions=[(0, 0)])
+    assert monitor.drop_partition(0) == 30

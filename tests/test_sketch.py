@@ -224,3 +224,49 @@ def test_partitioned_event_time_window_shares_one_clock(n_panes, messages, seed,
     kept = in_window & (keys != dropped)
     np.testing.assert_array_equal(
         window.counts, np.bincount(slots[kept].ravel(), minlength=n_slots))
+
+
+def test_advancing_to_the_newest_pane_closes_nothing():
+    window = WindowedHistogram(n_slots=2, n_panes=3)
+    closed: list[int] = []
+    window.pane_listeners.append(closed.append)
+    window.update(np.array([4, 4]), np.array([[0], [1]]))
+    window.advance(4)
+    window.advance(3)
+    assert closed == []
+    window.advance(5)
+    assert closed == [4]
+
+
+def test_a_partitioned_window_s_counts_by_partition_and_in_all():
+    window = PartitionedWindow(n_slots=3, n_panes=2, shared_clock=True)
+    closing: list[tuple[int, int]] = []
+    window.pane_listeners.append(lambda pane: closing.append((pane, window.closing_row)))
+    added = window.update("a", np.array([0, 1, 1, 2]), np.array([[0], [1], [2], [2]]))
+    assert added.tolist() == [1, 1, 2]  # the whole batch, across the panes it opened
+    assert closing == [(0, 1), (1, 3)]
+    window.update("b", np.array([2, 5]), np.array([[0], [0]]), first_row=10)
+    assert closing[-1] == (2, 11)
+    assert window.partition_counts("a").tolist() == [0, 0, 0]  # pane 2 left with pane 5
+    assert window.partition_counts("b").tolist() == [1, 0, 0]
+    assert window.partition_counts("nobody").tolist() == [0, 0, 0]
+    held = window.partition_counts("b")
+    held[0] = 99  # a copy: the window is not changed through it
+    assert window.counts.tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="read-only"):
+        window.counts[0] = 5
+
+
+def test_late_messages_of_dropped_partitions_stay_counted():
+    window = PartitionedWindow(n_slots=1, n_panes=2, shared_clock=False)
+    for partition in ("a", "b"):
+        window.update(partition, np.array([5, 1, 1]), np.array([[0], [0], [0]]))
+    assert window.late == 4
+    window.drop("a")
+    window.drop("b")
+    assert window.late == 4
+
+
+def test_a_window_needs_a_pane():
+    with pytest.raises(ValueError, match=r"^n_panes must be >= 1 \(got 0\)$"):
+        PartitionedWindow(n_slots=2, n_panes=0, shared_clock=True)
