@@ -11,7 +11,6 @@ and report in Avro as in JSON.
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,10 +26,9 @@ from streamdrift.decoding import (
     REJECT_UNDECODABLE,
     REJECT_UNKNOWN_SCHEMA,
 )
-from streamdrift.features import each_path_values, extract_column, raw_values
 from streamdrift.framing import HEADER_BYTES, MAGIC_BYTE, frame
 from streamdrift.schema import DecodedColumns
-from streamdrift.values import json_like, time_value
+from streamdrift.values import record_columns
 
 ParsedSchema = Any  # what fastavro.parse_schema returns
 
@@ -60,16 +58,8 @@ class AvroSchema:
 
     def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
         records, positions, rejections = self.decode_records(payloads)
-        # Each feature's values become its column before the next are read (see
-        # each_path_values: the garbage collector's work).
-        columns = [extract_column(spec, json_like(values, spec.type == "numeric"))
-                   for spec, values in zip(self.specs, each_path_values(
-                       records, [spec.path for spec in self.specs]), strict=True)]
-        times = None
-        if self.time_field is not None:
-            times = [time_value(value, self.time_unit)
-                     for value in raw_values(records, self.time_field)]
-        return DecodedColumns(None, columns, positions, rejections, times, self.specs)
+        return record_columns(records, positions, rejections, self.specs, self.time_field,
+                              self.time_unit)
 
     def decode_records(self, payloads: Sequence[bytes | None]
                        ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
@@ -166,24 +156,3 @@ def encode_framed(schema_id: int, schema: ParsedSchema, record: Mapping[str, Any
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema, dict(record))
     return frame(schema_id, buffer.getvalue())
-
-
-def nested_record(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    """Values by feature path as the nested mapping a record of ``feature_record_schema``
-    holds; non-finite numbers, which Avro's double carries, stay as they are.
-
-    >>> nested_record({("user", "age"): 31.0, ("plan",): "pro"})
-    {'user': {'age': 31.0}, 'plan': 'pro'}
-    """
-    record: dict[str, Any] = {}
-    for path, value in flat.items():
-        level = record
-        for key in path[:-1]:
-            level = level.setdefault(key, {})
-        level[path[-1]] = value
-    return record
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-        value)

@@ -34,10 +34,9 @@ from streamdrift.decoding import (
     REJECT_UNKNOWN_SCHEMA,
 )
 from streamdrift.errors import StreamdriftError
-from streamdrift.features import extract_column, raw_values, values_by_path
 from streamdrift.framing import HEADER_BYTES, MAGIC_BYTE, split_message_indexes
 from streamdrift.schema import DecodedColumns
-from streamdrift.values import json_like, time_value
+from streamdrift.values import record_columns
 
 _WRAPPERS = {f"google.protobuf.{name}Value" for name in
              ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String")}
@@ -103,14 +102,8 @@ class ProtobufSchema:
 
     def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
         records, positions, rejections = self.decode_records(payloads)
-        values = values_by_path(records, [spec.path for spec in self.specs])
-        columns = [extract_column(spec, json_like(values[spec.path], spec.type == "numeric"))
-                   for spec in self.specs]
-        times = None
-        if self.time_field is not None:
-            times = [time_value(value, self.time_unit)
-                     for value in raw_values(records, self.time_field)]
-        return DecodedColumns(None, columns, positions, rejections, times, self.specs)
+        return record_columns(records, positions, rejections, self.specs, self.time_field,
+                              self.time_unit)
 
     def decode_records(self, payloads: Sequence[bytes | None]
                        ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:

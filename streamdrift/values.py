@@ -7,12 +7,15 @@ lets one stream give the same columns whatever its format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from streamdrift.config import TimeUnit
+from streamdrift.config import FeatureSpec, TimeUnit
+from streamdrift.features import each_path_values, extract_column, raw_values
+from streamdrift.schema import DecodedColumns
 
 _EPOCH_DATE = date(1970, 1, 1)
 _PLAIN_TYPES = frozenset({int, float, str, type(None)})
@@ -78,3 +81,19 @@ def _seconds(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def record_columns(records: Sequence[Mapping[str, Any]], positions: list[int],
+                   rejections: list[tuple[int, str]], specs: tuple[FeatureSpec, ...],
+                   time_field: tuple[str, ...] | None, time_unit: TimeUnit) -> DecodedColumns:
+    """Decoded records (Avro records, Protobuf messages as mappings) as the columns of
+    ``specs``, values spelt as JSON would carry them, and their event times. Each feature's
+    values become its column before the next feature's are read (see ``each_path_values``:
+    the garbage collector's work)."""
+    columns = [extract_column(spec, json_like(values, spec.type == "numeric"))
+               for spec, values in zip(specs, each_path_values(
+                   records, [spec.path for spec in specs]), strict=True)]
+    times = None
+    if time_field is not None:
+        times = [time_value(value, time_unit) for value in raw_values(records, time_field)]
+    return DecodedColumns(None, columns, positions, rejections, times, specs)
