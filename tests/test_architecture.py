@@ -11,7 +11,8 @@ from tests.conftest import REPO
 CORE = ["streamdrift.config", "streamdrift.decoding", "streamdrift.features",
         "streamdrift.baseline", "streamdrift.sketch", "streamdrift.divergence",
         "streamdrift.monitor", "streamdrift.detectors", "streamdrift.binning",
-        "streamdrift.schema"]
+        "streamdrift.schema", "streamdrift.framing", "streamdrift.formats",
+        "streamdrift.values", "streamdrift.avro", "streamdrift.protobuf"]
 FORBIDDEN = ["kafka", "prometheus_client", "http.server", "socketserver", "confluent_kafka"]
 
 
