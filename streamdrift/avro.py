@@ -27,8 +27,7 @@ from streamdrift.decoding import (
     REJECT_UNKNOWN_SCHEMA,
 )
 from streamdrift.framing import HEADER_BYTES, MAGIC_BYTE, frame
-from streamdrift.schema import DecodedColumns
-from streamdrift.values import record_columns
+from streamdrift.values import RecordDecoder
 
 ParsedSchema = Any  # what fastavro.parse_schema returns
 
@@ -44,7 +43,7 @@ def parse_writer_schema(text: str) -> ParsedSchema:
         raise ValueError(f"not an Avro schema: {error}") from None
 
 
-class AvroSchema:
+class AvroSchema(RecordDecoder):
     """Decodes a batch of framed Avro payloads into the configured features' columns."""
 
     def __init__(self, specs: Sequence[FeatureSpec], max_bytes: int,
@@ -55,11 +54,6 @@ class AvroSchema:
         self.writer_schemas = writer_schemas
         self.time_field = time_field
         self.time_unit = time_unit
-
-    def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
-        records, positions, rejections = self.decode_records(payloads)
-        return record_columns(records, positions, rejections, self.specs, self.time_field,
-                              self.time_unit)
 
     def decode_records(self, payloads: Sequence[bytes | None]
                        ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:

@@ -676,6 +676,29 @@ def _apply_environment(
                 problems.append(f"{section} must be a mapping to apply {variable}")
 
 
+def _password(section: _Section, key: str, variable: str, base_dir: Path,
+              environ: Mapping[str, str], problems: list[str]) -> Secret | None:
+    """A password from the environment ``variable`` or from the file named by
+    ``{key}_file``, never from ``key`` itself (a config file is read by many, and copied)."""
+    if key in section.mapping:
+        section.take(key, None)
+        problems.append(f"{section.key(key)} must not be written in the config; set "
+                        f"{variable} or name a file in {section.key(key)}_file (value hidden)")
+    password_file = section.optional_path(f"{key}_file", base_dir)
+    if variable in environ:
+        return Secret(environ[variable])
+    if password_file is None:
+        return None
+    try:
+        return Secret(password_file.read_text(encoding="utf-8").strip())
+    except OSError as error:
+        problems.append(f"{section.key(key)}_file cannot be read: {password_file} "
+                        f"({error.strerror})")
+    except UnicodeDecodeError:
+        problems.append(f"{section.key(key)}_file is not UTF-8 text: {password_file}")
+    return None
+
+
 def _parse_kafka(
     section: _Section, base_dir: Path, environ: Mapping[str, str], problems: list[str]
 ) -> KafkaConfig:
@@ -692,24 +715,8 @@ def _parse_kafka(
         except re.error as error:
             section.report("topic_pattern", f"must be a regular expression ({error})",
                            topic_pattern)
-    if "sasl_password" in section.mapping:
-        section.take("sasl_password", None)
-        problems.append(
-            f"kafka.sasl_password must not be written in the config; set {SASL_PASSWORD_ENV} "
-            "or name a file in kafka.sasl_password_file (value hidden)"
-        )
-    password_file = section.optional_path("sasl_password_file", base_dir)
-    password: Secret | None = None
-    if SASL_PASSWORD_ENV in environ:
-        password = Secret(environ[SASL_PASSWORD_ENV])
-    elif password_file is not None:
-        try:
-            password = Secret(password_file.read_text(encoding="utf-8").strip())
-        except OSError as error:
-            problems.append(f"kafka.sasl_password_file cannot be read: {password_file} "
-                            f"({error.strerror})")
-        except UnicodeDecodeError:
-            problems.append(f"kafka.sasl_password_file is not UTF-8 text: {password_file}")
+    password = _password(section, "sasl_password", SASL_PASSWORD_ENV, base_dir, environ,
+                         problems)
     protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
     protocol = section.choice("security_protocol", defaults.security_protocol, protocols)
@@ -965,25 +972,8 @@ def _parse_schema_registry(section: _Section, base_dir: Path, environ: Mapping[s
     if url is not None and not re.match(r"^https?://[^/\s]+", url):
         section.report("url", "must be an http:// or https:// URL", url)
         url = None
-    if "password" in section.mapping:
-        section.take("password", None)
-        problems.append(
-            f"input.schema_registry.password must not be written in the config; set "
-            f"{SCHEMA_REGISTRY_PASSWORD_ENV} or name a file in "
-            f"input.schema_registry.password_file (value hidden)")
-    password_file = section.optional_path("password_file", base_dir)
-    password: Secret | None = None
-    if SCHEMA_REGISTRY_PASSWORD_ENV in environ:
-        password = Secret(environ[SCHEMA_REGISTRY_PASSWORD_ENV])
-    elif password_file is not None:
-        try:
-            password = Secret(password_file.read_text(encoding="utf-8").strip())
-        except OSError as error:
-            problems.append(f"input.schema_registry.password_file cannot be read: "
-                            f"{password_file} ({error.strerror})")
-        except UnicodeDecodeError:
-            problems.append(f"input.schema_registry.password_file is not UTF-8 text: "
-                            f"{password_file}")
+    password = _password(section, "password", SCHEMA_REGISTRY_PASSWORD_ENV, base_dir, environ,
+                         problems)
     defaults = SchemaRegistryConfig("")
     username = section.optional_text("username")
     ca_file = section.optional_path("ca_file", base_dir)

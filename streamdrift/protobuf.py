@@ -35,8 +35,7 @@ from streamdrift.decoding import (
 )
 from streamdrift.errors import StreamdriftError
 from streamdrift.framing import HEADER_BYTES, MAGIC_BYTE, split_message_indexes
-from streamdrift.schema import DecodedColumns
-from streamdrift.values import record_columns
+from streamdrift.values import RecordDecoder
 
 _WRAPPERS = {f"google.protobuf.{name}Value" for name in
              ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String")}
@@ -87,7 +86,7 @@ def message_indexes(descriptor: Any) -> tuple[int, ...]:
     return tuple(reversed(path))
 
 
-class ProtobufSchema:
+class ProtobufSchema(RecordDecoder):
     """Decodes framed Protobuf payloads of one message type into feature columns."""
 
     def __init__(self, specs: Sequence[FeatureSpec], max_bytes: int,
@@ -99,11 +98,6 @@ class ProtobufSchema:
         self.indexes = message_indexes(message_class.DESCRIPTOR)
         self.time_field = time_field
         self.time_unit = time_unit
-
-    def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
-        records, positions, rejections = self.decode_records(payloads)
-        return record_columns(records, positions, rejections, self.specs, self.time_field,
-                              self.time_unit)
 
     def decode_records(self, payloads: Sequence[bytes | None]
                        ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:

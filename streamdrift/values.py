@@ -97,3 +97,21 @@ def record_columns(records: Sequence[Mapping[str, Any]], positions: list[int],
     if time_field is not None:
         times = [time_value(value, time_unit) for value in raw_values(records, time_field)]
     return DecodedColumns(None, columns, positions, rejections, times, specs)
+
+
+class RecordDecoder:
+    """What the decoders of typed records (Avro, Protobuf) share: a batch is decoded into
+    records (``decode_records``, theirs), then into the features' columns."""
+
+    specs: tuple[FeatureSpec, ...]
+    time_field: tuple[str, ...] | None
+    time_unit: TimeUnit
+
+    def decode_records(self, payloads: Sequence[bytes | None]
+                       ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
+        raise NotImplementedError
+
+    def decode(self, payloads: Sequence[bytes | None]) -> DecodedColumns:
+        records, positions, rejections = self.decode_records(payloads)
+        return record_columns(records, positions, rejections, self.specs, self.time_field,
+                              self.time_unit)
