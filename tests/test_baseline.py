@@ -879,6 +879,20 @@ def test_diff_of_every_feature_both_have_the_most_moved_bins_first():
     assert after == pytest.approx(1.0)
 
 
+def test_bins_that_moved_alike_are_listed_in_bin_order():
+    categories = [f"k{index:02}" for index in range(31)]
+    before = _categorical("c", dict.fromkeys([*categories, "other"], 1 / 32))
+    shares = [1 / 32] * 32
+    for index in (3, 7, 11):
+        shares[index] += 1 / 64
+    for index in (15, 19, 23):
+        shares[index] -= 1 / 64
+    after = _categorical("c", dict(zip([*categories, "other"], shares, strict=True)))
+    (diff,) = diff_baselines(Baseline({"c": before}, "t", "s", 0.5),
+                             Baseline({"c": after}, "t", "s", 0.5))
+    assert [label for label, _, _ in diff.moved] == ["k03", "k07", "k11"]
+
+
 def test_numbers_are_written_with_six_significant_digits_and_plain_up_to_1e15():
     assert format_number(1 / 3) == "0.333333"
     assert format_number(12.3456789) == "12.3457"

@@ -432,7 +432,24 @@ def _williams_p_value(table: np.ndarray) -> tuple[float, int, float]:
 
 
 @pytest.mark.parametrize(("window", "reference"), [
-    ([1, 0, 0], [40, 25, 35]), ([10, 25, 5], [0, 1, 0]), ([3, 1, 4], [2, 7, 1])])
+    # columns whose expected count in the smaller row is exactly 5: kept
+    ([4, 6, 90], [6, 4, 90]),
+    # thin columns pooled into one whose expected count is exactly 5: a column of its own
+    ([1, 3, 96], [3, 3, 94]),
+    # two columns: one degree of freedom
+    ([30, 70], [50, 50]),
+])
+def test_the_two_sample_test_at_the_pooling_boundaries(window, reference):
+    g, dof, p = homogeneity_test(np.array(window), np.array(reference), np.array([0]))
+    expected_g, expected_dof, expected_p = two_sample_oracle(window, reference)
+    assert int(dof[0]) == expected_dof
+    assert (g[0], p[0]) == pytest.approx((expected_g, expected_p), rel=1e-9)
+    assert 0 < p[0] < 1
+
+
+@pytest.mark.parametrize(("window", "reference"), [
+    ([1, 0, 0], [40, 25, 35]), ([10, 25, 5], [0, 1, 0]), ([3, 1, 4], [2, 7, 1]),
+    ([1, 30, 20], [0, 25, 24])])
 def test_without_pooling_even_a_row_of_one_value_is_tested(window, reference):
     window, reference = np.array(window), np.array(reference)
     g, dof, p = homogeneity_test(window, reference, np.array([0]), min_expected=0.0)

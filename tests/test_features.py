@@ -176,6 +176,12 @@ def test_a_dataframe_s_missing_cells_are_missing_values():
     assert columns["plan"].values.tolist()[::3] == ["pro", "free"]
     numbered = pandas.DataFrame({0: [1.5, 2.5]}).rename(columns={0: "age"})
     assert table_columns(numbered, SPECS[:1])["age"].values.tolist() == [1.5, 2.5]
+    # Nullable columns hold pandas' NA, not None or NaN: missing too.
+    nullable = pandas.DataFrame({"age": pandas.array([1.5, None], dtype="Float64"),
+                                 "plan": pandas.array([None, "pro"], dtype="string")})
+    columns = table_columns(nullable, SPECS)
+    assert columns["age"].status.tolist() == [STATUS_OK, STATUS_MISSING]
+    assert columns["plan"].status.tolist() == [STATUS_MISSING, STATUS_OK]
 
 
 def test_a_pyarrow_table_s_nulls_are_missing_values():

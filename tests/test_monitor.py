@@ -20,7 +20,14 @@ from scipy.stats import chi2, entropy
 from streamdrift.baseline import Baseline, build_baseline
 from streamdrift.config import Config, parse_config
 from streamdrift.divergence import auto_min_samples
-from streamdrift.features import FeatureColumn, extract_features, table_columns
+from streamdrift.errors import BaselineError
+from streamdrift.features import (
+    FeatureColumn,
+    categorical_column,
+    extract_features,
+    numeric_column,
+    table_columns,
+)
 from streamdrift.monitor import (
     DriftMonitor,
     PaneSnapshot,
@@ -1094,6 +1101,16 @@ def test_compare_is_all_the_rows_as_one_window_against_a_baseline_of_the_referen
     nothing = compare_to_baseline(config, baseline, _columns(config, []))
     assert (nothing.window, nothing.window_messages, nothing.messages) == (
         "one window of 0 rows", 0, 0)
+    many = 10_001  # more than a window holds by default
+    large = compare_to_baseline(config, baseline, {
+        "amount": numeric_column(np.linspace(0.0, 80.0, many).tolist()),
+        "channel": categorical_column(["web"] * many)})
+    assert large.window_messages == many
+    assert reference_baseline(config, reference_columns).source == "reference"
+    alone = Baseline({"amount": baseline["amount"]}, baseline.created_at, "amount-only.json",
+                     baseline.smoothing)
+    with pytest.raises(BaselineError, match=r"^baseline amount-only\.json does not fit"):
+        compare_to_baseline(config, alone, current_columns)
 
 
 def test_a_table_is_counted_as_its_columns_are():
@@ -1286,11 +1303,13 @@ def test_a_batch_over_partitions_is_counted_whole_in_an_event_time_window():
         assert sum(feature.bin_totals) + feature.missing_total == 30
 
 
-def test_a_partition_whose_messages_were_all_refused_holds_no_window():
-    config = _config(window={"size": 40, "panes": 4})
+@pytest.mark.parametrize("window", [{"size": 40, "panes": 4}, {"size": "40s", "panes": 4}])
+def test_a_partition_whose_messages_were_all_refused_holds_no_window(window):
+    config = _config(window=window)
     monitor = DriftMonitor(config, _baseline(config))
     monitor.set_partition_count(2)
-    monitor.process_payloads([b"x", b"y", *_stream(4, seed=6)], partitions=[(0, 0), (1, 2)])
+    monitor.process_payloads([b"x", b"y", *_stream(4, seed=6)], [1.0] * 6,
+                             partitions=[(0, 0), (1, 2)])
     assert monitor.report().partition_messages == {1: 4}
 
 
@@ -1345,7 +1364,8 @@ def test_a_dropped_partition_s_count_is_its_messages_whatever_the_order_of_featu
     config = _config(features=features, window={"size": 400, "panes": 4})
     monitor = DriftMonitor(config, _baseline(config))
     monitor.set_partition_count(2)
-    payloads = [json.dumps({"order": {"amount": float(a)}, "channel": "web"}).encode()
-                for a in np.linspace(0, 90, 30)]
+    payloads = [json.dumps({"order": {"amount": None if i % 3 else float(a)},
+                            "channel": "web"}).encode()
+                for i, a in enumerate(np.linspace(0, 90, 30))]
     monitor.process_payloads(payloads, partitions=[(0, 0)])
     assert monitor.drop_partition(0) == 30

@@ -250,6 +250,8 @@ def test_a_partitioned_window_s_counts_by_partition_and_in_all():
     assert window.partition_counts("a").tolist() == [0, 0, 0]  # pane 2 left with pane 5
     assert window.partition_counts("b").tolist() == [1, 0, 0]
     assert window.partition_counts("nobody").tolist() == [0, 0, 0]
+    assert window.partition_counts("nobody").dtype == np.int64
+    assert window.drop("nobody").dtype == np.int64
     held = window.partition_counts("b")
     held[0] = 99  # a copy: the window is not changed through it
     assert window.counts.tolist() == [1, 0, 0]
