@@ -958,6 +958,22 @@ def replayed_gauges(config: Path, counted: Sequence[Record],
             for name, f in monitor.report().features.items()}
 
 
+def assert_gauges_match_report(scraped: Mapping[str, Mapping[str, float]],
+                               report_features: Mapping[str, Mapping[str, Any]]) -> None:
+    """A service's window gauges equal a replay report's numbers, feature by feature, to
+    1e-9, its drift flags too."""
+    for feature in FEATURES:
+        gauges, replayed = scraped[feature], report_features[feature]
+        assert gauges["streamdrift_window_samples"] == replayed["samples"]
+        for metric, key in [("streamdrift_kl_divergence", "kl"),
+                            ("streamdrift_js_divergence", "js"),
+                            ("streamdrift_psi", "psi"),
+                            ("streamdrift_drift_p_value", "p_value")]:
+            assert math.isclose(gauges[metric], replayed[key], rel_tol=1e-9, abs_tol=1e-9), \
+                (feature, metric, gauges[metric], replayed[key])
+        assert gauges["streamdrift_feature_drifted"] == (1.0 if replayed["drift"] else 0.0)
+
+
 def assert_gauges_equal(actual: Mapping[str, Mapping[str, float]],
                         expected: Mapping[str, Mapping[str, float]]) -> None:
     """Every window gauge of every feature equal, to 1e-9 (NaN equals NaN)."""

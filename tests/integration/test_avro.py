@@ -5,7 +5,6 @@ and bad frames dead-lettered with their reasons."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from tests.integration.conftest import (
     FEATURES,
     RegistryProcess,
     ServiceFactory,
+    assert_gauges_match_report,
     committed_offsets,
     consume_all,
     demo_messages,
@@ -83,18 +83,6 @@ def _replay_report(tmp_path: Path, config: Path, records: Sequence[Any], topic: 
     return report
 
 
-def _assert_gauges_match(scraped: dict[str, dict[str, float]], report: dict[str, Any]) -> None:
-    for feature in FEATURES:
-        gauges, replayed = scraped[feature], report["features"][feature]
-        assert gauges["streamdrift_window_samples"] == replayed["samples"]
-        for metric, key in [("streamdrift_kl_divergence", "kl"),
-                            ("streamdrift_js_divergence", "js"),
-                            ("streamdrift_psi", "psi"),
-                            ("streamdrift_drift_p_value", "p_value")]:
-            assert math.isclose(gauges[metric], replayed[key], rel_tol=1e-9, abs_tol=1e-9), \
-                (feature, metric, gauges[metric], replayed[key])
-
-
 def test_the_service_on_an_avro_topic_equals_replay_and_the_json_stream(
         tmp_path: Path, bootstrap: str, registry_url: str,
         topic_factory: Callable[..., str], service_factory: ServiceFactory,
@@ -115,7 +103,7 @@ def test_the_service_on_an_avro_topic_equals_replay_and_the_json_stream(
 
     records = consume_all(bootstrap, topic)
     report = _replay_report(tmp_path, config, records, topic)
-    _assert_gauges_match(scraped, report)
+    assert_gauges_match_report(scraped, report["features"])
     assert {f for f in FEATURES if report["features"][f]["drift"]} == {"age", "device"}
     # The same messages as JSON, in the same partitions and order, give the same report,
     # exactly (a file of Kafka records may hold JSON values too).
@@ -162,7 +150,7 @@ def test_two_schema_versions_in_one_topic_a_field_added_and_one_removed(
     assert invalid == 0
     assert {f: missing.get(f, 0) for f in FEATURES} == {f: expected_missing[f] for f in FEATURES}
     report = _replay_report(tmp_path, config, consume_all(bootstrap, topic), topic)
-    _assert_gauges_match(feature_gauges(service), report)
+    assert_gauges_match_report(feature_gauges(service), report["features"])
 
 
 _PATHS = {"session_length": ("usage", "session_length"),
