@@ -52,6 +52,8 @@ EXIT_CLIENT_FATAL = 75
 # How long the worker has to notice a fatal client error itself before the main thread exits.
 FATAL_GRACE_S = 5.0
 _HANDLED_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# How often the main thread, which only waits, acts on the signals noted by the handlers.
+SIGNAL_CHECK_S = 0.1
 # The first wait after the Schema Registry stops answering (then doubling, up to
 # input.schema_registry.retry_backoff_max_s).
 REGISTRY_FIRST_RETRY_S = 0.5
@@ -76,6 +78,9 @@ class DriftService:
         self.collector = DriftCollector(Snapshot(self.monitor.report(), baseline, self.status))
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
+        # What the signal handlers noted, for the main thread to act on (_take_signals).
+        self._stop_signal: int | None = None
+        self._reload_signalled = False
         self.source: Source | None = None
         # Offsets (of the next message) counted but not yet committed, per partition.
         self._pending: dict[Partition, int] = {}
@@ -111,7 +116,8 @@ class DriftService:
         """Serve until SIGTERM or Ctrl+C. The work runs on a thread of its own with the stop
         signals blocked, and so do the threads it starts (the Kafka client's IO threads, the
         HTTP server's): a signal then always reaches the main thread, which does nothing but
-        wait, and its handler runs at once even while the work is blocked in a call."""
+        wait, and acts on it within SIGNAL_CHECK_S even while the work is blocked in a
+        call."""
         self._install_signal_handlers()
         outcome: dict[str, Any] = {}
 
@@ -130,7 +136,8 @@ class DriftService:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         fatal_since: float | None = None
         while worker.is_alive():
-            worker.join(0.5)
+            worker.join(SIGNAL_CHECK_S)
+            self._take_signals()
             # librdkafka can keep the worker inside consume() for good once it has said a
             # fatal error: the main thread, which only waits, leaves for it.
             fatal = self.source.fatal_error() if self.source is not None else None
@@ -206,20 +213,33 @@ class DriftService:
         return 0
 
     def _install_signal_handlers(self) -> None:
+        # The handlers only note the signal; the main thread's loop in run() acts on it
+        # within SIGNAL_CHECK_S. A handler that set an Event (or logged) itself could
+        # interrupt another handler inside the same Event's set(), which holds its lock,
+        # and wait for that lock for ever: SIGINT then SIGTERM did exactly that.
         def on_stop(signum: int, frame: FrameType | None) -> None:
-            if self.stop.is_set() and signum == signal.SIGINT:
+            if self._stop_signal is not None and signum == signal.SIGINT:
                 os._exit(130)  # a second Ctrl+C: leave now, uncommitted work is re-read
-            self.log("stopping", signal=signal.Signals(signum).name)
-            self.stop.set()
+            if self._stop_signal is None:
+                self._stop_signal = signum
 
         def on_hangup(signum: int, frame: FrameType | None) -> None:
-            self.reload_requested.set()
+            self._reload_signalled = True
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hangup)
         # Written from the signal handler itself, whatever the threads are blocked in.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+    def _take_signals(self) -> None:
+        """Act on the signals the handlers noted (on the main thread, outside any handler)."""
+        if self._stop_signal is not None and not self.stop.is_set():
+            self.log("stopping", signal=signal.Signals(self._stop_signal).name)
+            self.stop.set()
+        if self._reload_signalled:
+            self._reload_signalled = False
+            self.reload_requested.set()
 
     def _commit_pending(self) -> bool:
         """Commit the offsets counted so far and publish at once: the counters on /metrics

@@ -137,3 +137,36 @@ def test_lost_partitions_are_not_committed_and_their_messages_are_handed_over(tm
     assert "event=revoked_offsets_not_committed partitions=events-1 messages=40" in \
         log.getvalue()
     assert service.status.handed_over_uncommitted == 40
+
+
+def test_signal_handlers_only_note_the_signal_and_take_no_lock(tmp_path: Path) -> None:
+    """A handler may run on top of another one (SIGTERM during the handler of SIGINT); one
+    that set an Event would wait for the lock that the one beneath holds inside set(), for
+    ever. The handlers take no lock: the main thread acts on what they noted."""
+    import signal
+    import threading
+
+    service, log = _service(tmp_path)
+    previous = {number: signal.getsignal(number)
+                for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        service._install_signal_handlers()
+        handlers = [(signal.getsignal(number), number)
+                    for number in (signal.SIGTERM, signal.SIGHUP)]
+        # (Event._cond: the lock its set() holds; private, but what the deadlock was about)
+        with service.stop._cond, service.reload_requested._cond:  # type: ignore[attr-defined]
+            callers = [threading.Thread(target=handler, args=(number, None))  # type: ignore[arg-type]
+                       for handler, number in handlers]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(10)
+            assert not any(caller.is_alive() for caller in callers)
+        assert not service.stop.is_set()  # not yet: the main thread sets it
+        service._take_signals()
+        assert service.stop.is_set()
+        assert service.reload_requested.is_set()
+        assert "event=stopping signal=SIGTERM" in log.getvalue()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
