@@ -17,6 +17,7 @@ from streamdrift.config import Config
 from streamdrift.decoding import MessageDecoder
 from streamdrift.features import FeatureColumn
 from streamdrift.schema import DecodedColumns, MessageSchema
+from streamdrift.values import RecordDecoder
 
 PartitionRuns = Sequence[tuple[Hashable, int]]
 
@@ -61,11 +62,11 @@ class PayloadDecoder:
         for name, positions in self._by_format(payloads, partitions).items():
             batch = [payloads[i] for i in positions]
             decoder = self.decoders[name]
-            if isinstance(decoder, MessageSchema):
+            if isinstance(decoder, RecordDecoder):
+                records, kept, refused = decoder.decode_records(batch)
+            else:  # JSON: the general decoder keeps every value raw
                 decoded = MessageDecoder(self.config.input.max_message_bytes).decode(batch)
                 records, kept, refused = decoded.objects, decoded.positions, decoded.rejections
-            else:
-                records, kept, refused = decoder.decode_records(batch)  # type: ignore[attr-defined]
             found += [(positions[i], record) for i, record in zip(kept, records, strict=True)]
             rejections += [(positions[i], reason) for i, reason in refused]
         found.sort(key=lambda item: item[0])
