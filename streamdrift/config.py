@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import ssl
 
 FeatureType = Literal["numeric", "categorical"]
-DetectorMethod = Literal["adwin", "page_hinkley", "kswin", "none"]
+DetectorMethod = Literal["adwin", "page_hinkley", "kswin", "mixture_cusum", "none"]
 TimeUnit = Literal["s", "ms", "iso"]
 InputFormat = Literal["json", "avro", "protobuf"]
 INPUT_FORMATS: tuple[str, ...] = ("json", "avro", "protobuf")
@@ -189,8 +189,29 @@ class DivergenceConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    """The change detector: a river detector over each feature's KL series (``params`` are
+    its parameters), or ``mixture_cusum``, the sequential test on every value, which raises
+    a false alarm on a feature once in ``arl0`` of its values at most (members: one per
+    prior strength)."""
+
     method: DetectorMethod = "adwin"
     params: Mapping[str, float | int] = field(default_factory=dict)
+    arl0: float = 1_000_000.0
+    prior_strengths: tuple[float, ...] = (100.0, 400.0)
+
+    @property
+    def sequential(self) -> bool:
+        return self.method == "mixture_cusum"
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """The multi-scale scan: at each pane close, the two-sample test of the last 1, 2, 4,
+    ... panes and of the whole window, at levels that keep its false alarms on a feature
+    under ``false_alarms_per_million`` per million messages."""
+
+    enabled: bool = True
+    false_alarms_per_million: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -322,6 +343,7 @@ class Config:
     baseline: BaselineConfig = BaselineConfig()
     divergence: DivergenceConfig = DivergenceConfig()
     detector: DetectorConfig = DetectorConfig()
+    scan: ScanConfig = ScanConfig()
     input: InputConfig = InputConfig()
     metrics: MetricsConfig = MetricsConfig()
     service: ServiceConfig = ServiceConfig()
@@ -486,6 +508,7 @@ def parse_config(
     baseline = _parse_baseline(top.section("baseline"), base_dir)
     divergence = _parse_divergence(top.section("divergence"))
     detector = _parse_detector(top.section("detector"))
+    scan = _parse_scan(top.section("scan"))
     input_config = _parse_input(top.section("input"), base_dir, environ, problems)
     if features is not None and input_config.missing_values is not None:
         features = tuple(spec if spec.missing_values is not None else dataclasses.replace(
@@ -511,6 +534,7 @@ def parse_config(
         baseline=baseline,
         divergence=divergence,
         detector=detector,
+        scan=scan,
         input=input_config,
         metrics=metrics,
         service=service,
@@ -894,6 +918,7 @@ _DETECTOR_PARAMS: dict[str, dict[str, Callable[[Any], bool]]] = {
         "stat_size": lambda v: isinstance(v, int) and v >= 1,
         "seed": lambda v: isinstance(v, int),
     },
+    "mixture_cusum": {},  # arl0 and prior_strengths: read by _parse_detector
     "none": {},
 }
 
@@ -916,12 +941,42 @@ def _parse_detector(section: _Section) -> DetectorConfig:
         if stat_size >= window_size:
             params_section.report("stat_size", f"must be smaller than window_size "
                                   f"({window_size}) for kswin", stat_size)
+    defaults = DetectorConfig()
+    arl0, prior_strengths = defaults.arl0, defaults.prior_strengths
+    if method == "mixture_cusum":
+        arl0 = params_section.number("arl0", defaults.arl0, 1.0, low_inclusive=False)
+        raw_strengths = params_section.take("prior_strengths", list(defaults.prior_strengths))
+        if (not isinstance(raw_strengths, list) or not raw_strengths
+                or not all(isinstance(value, int | float) and not isinstance(value, bool)
+                           and value > 0 for value in raw_strengths)):
+            params_section.report("prior_strengths", "must be a list of positive numbers",
+                                  raw_strengths)
+        else:
+            prior_strengths = tuple(float(value) for value in raw_strengths)
     params_section.reject_unknown()
     section.reject_unknown()
     return DetectorConfig(
         method=cast(DetectorMethod, method),
         params=params,
+        arl0=arl0,
+        prior_strengths=prior_strengths,
     )
+
+
+def _parse_scan(section: _Section) -> ScanConfig:
+    defaults = ScanConfig()
+    enabled = section.take("enabled", defaults.enabled)
+    if not isinstance(enabled, bool):
+        section.report("enabled", "must be true or false", enabled)
+        enabled = defaults.enabled
+    scan = ScanConfig(
+        enabled=enabled,
+        false_alarms_per_million=section.number(
+            "false_alarms_per_million", defaults.false_alarms_per_million, 0.0,
+            low_inclusive=False),
+    )
+    section.reject_unknown()
+    return scan
 
 
 def _parse_input(section: _Section, base_dir: Path, environ: Mapping[str, str],

@@ -22,7 +22,8 @@ class ChangeDetector(Protocol):
 
 
 def make_detector(config: DetectorConfig) -> ChangeDetector | None:
-    """A fresh detector as configured, or None for ``method: none``.
+    """A fresh river detector as configured, or None for ``method: none`` and for
+    ``mixture_cusum`` (the monitor's sequential test on values, not on the KL series).
 
     >>> from streamdrift.config import DetectorConfig
     >>> type(make_detector(DetectorConfig("adwin", {"delta": 0.01}))).__name__
@@ -30,7 +31,7 @@ def make_detector(config: DetectorConfig) -> ChangeDetector | None:
     >>> make_detector(DetectorConfig("none")) is None
     True
     """
-    if config.method == "none":
+    if config.method in ("none", "mixture_cusum"):
         return None
     # river (and the scipy it pulls in) costs a second at start-up: load it only for a detector.
     from river import drift

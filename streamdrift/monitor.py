@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from streamdrift.config import (
     Config,
     DetectorConfig,
     FeatureSpec,
+    ScanConfig,
     TimeUnit,
     WindowConfig,
     format_duration,
@@ -50,10 +51,18 @@ from streamdrift.features import (
     table_columns,
 )
 from streamdrift.formats import PayloadDecoder
+from streamdrift.scan import PaneScan
 from streamdrift.schema import DecodedColumns
 from streamdrift.sketch import PartitionedWindow, SlotLayout
 
+if TYPE_CHECKING:
+    from streamdrift.sequential import MixtureCusum
+
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
+# The three ways a feature is flagged (docs/statistics.md): the window's effect size, the
+# multi-scale scan over panes, the sequential test on every value.
+Detector = Literal["window", "scan", "sequential"]
+DETECTORS: tuple[Detector, ...] = ("window", "scan", "sequential")
 # Where each message of a batch came from: (partition, index of its first message) per run
 # of consecutive messages of one partition, in order. A partition is any hashable key, the
 # service's (topic, partition); None for a stream that has no partitions.
@@ -66,9 +75,13 @@ class FeatureReport:
 
     The divergences are None while the window holds fewer than ``min_samples`` values
     ("insufficient data"): a KL from a handful of values is mostly noise. ``status`` is
-    "drift" when ``kl`` is above ``threshold`` and ``p_value_adjusted`` (the two-sample
-    test's p-value, Holm-adjusted over the features of the report) is at most ``alpha``.
-    ``kl_noise_floor`` is the KL expected without drift at this window size.
+    "drift" while any detector flags the feature (``flagged_by``): the window ("window":
+    ``kl`` above ``threshold`` and ``p_value_adjusted``, the two-sample test's p-value
+    Holm-adjusted over the features of the report, at most ``alpha``), the multi-scale scan
+    ("scan": from the pane close at which a scale rejects to the first at which none does)
+    or the sequential test ("sequential": from its alarm until the pane of the alarm has
+    left the window). ``kl_noise_floor`` is the KL expected without drift at this window
+    size. Scores are fractions of the detector's threshold (1: at it; None: not tested).
     """
 
     name: str
@@ -103,6 +116,18 @@ class FeatureReport:
     out_of_range_total: int
     missing_total: int
     invalid_values_total: Mapping[str, int]
+    flagged_by: tuple[Detector, ...] = ()
+    scan_score: float | None = None
+    scan_alarm: bool = False
+    scan_alarms_total: int = 0
+    # The fewest of the newest values that show the change while the scan's alarm holds.
+    scan_alarm_values: int = 0
+    sequential_score: float | None = None  # None also when the sequential test is off
+    sequential_alarm: bool = False
+    sequential_alarms_total: int = 0
+    # The first flag since start: after how many messages, by which detector.
+    first_flag_messages: int | None = None
+    first_flag_detector: Detector | None = None
 
     @property
     def drift(self) -> bool:
@@ -148,6 +173,14 @@ class FeatureReport:
             "missing_ratio": self.missing_ratio,
             "baseline_missing_ratio": self.baseline_missing_ratio,
             "change_points": self.change_points,
+            "flagged_by": list(self.flagged_by),
+            "scan": {"score": self.scan_score, "alarm": self.scan_alarm,
+                     "alarms_total": self.scan_alarms_total,
+                     "alarm_values": self.scan_alarm_values},
+            "sequential": {"score": self.sequential_score, "alarm": self.sequential_alarm,
+                           "alarms_total": self.sequential_alarms_total},
+            "first_flag": None if self.first_flag_messages is None else {
+                "messages": self.first_flag_messages, "detector": self.first_flag_detector},
             "unseen_total": self.unseen_total,
             "out_of_range_total": self.out_of_range_total,
             "invalid_values_total": dict(self.invalid_values_total),
@@ -261,10 +294,31 @@ class DriftMonitor:
         self.message_class = message_class
         self.schema = PayloadDecoder(config, writer_schemas, message_class)
         self._detectors: list[ChangeDetector | None] = [
-            make_detector(config.detector) for _ in self.specs]
+            None if config.detector.sequential else make_detector(config.detector)
+            for _ in self.specs]
         n_features = len(self.specs)
         self._thresholds = np.array([config.threshold_for(s) for s in self.specs])
+        self._scan: PaneScan | None = None
         self._set_reference(self._feature_baselines)
+        if config.scan.enabled and n_features:
+            # The scan sees arrivals before the window's other listeners; it ignores the rest.
+            self.histogram.window_listeners.insert(0, self._scan_arrivals)
+        self._scan_alarms = np.zeros(n_features, dtype=np.int64)
+        self._sequential: MixtureCusum | None = None
+        self._sequential_alarms = np.zeros(n_features, dtype=np.int64)
+        # A sequential alarm holds while fewer panes than this have closed.
+        self._sequential_until = np.zeros(n_features, dtype=np.int64)
+        # Alarms of the batch being counted not yet applied: (row, feature), in order.
+        self._pending_alarms: list[tuple[int, int]] = []
+        if config.detector.sequential and n_features:
+            from streamdrift.sequential import MixtureCusum, cusum_threshold
+
+            self._sequential = MixtureCusum(
+                [feature.probabilities for feature in self._feature_baselines],
+                config.detector.prior_strengths,
+                cusum_threshold(config.detector.arl0, len(config.detector.prior_strengths)))
+        self._first_flag_messages = np.full(n_features, -1, dtype=np.int64)
+        self._first_flag_detector: list[Detector | None] = [None] * n_features
         self._change_points = np.zeros(n_features, dtype=np.int64)
         self._slot_totals = np.zeros(self.layout.n_slots, dtype=np.int64)
         self._out_of_range = np.zeros(n_features, dtype=np.int64)
@@ -429,6 +483,12 @@ class DriftMonitor:
         else:
             binned = self._binner.bin_columns(batch)
         slots = binned.slots.T
+        if self._sequential is not None:
+            local = slots - self.layout.offsets
+            local[local >= self.layout.n_bins] = -1  # missing and invalid: not values
+            alarm_rows, alarm_features = self._sequential.update(local)
+            self._pending_alarms = list(zip(alarm_rows.tolist(), alarm_features.tolist(),
+                                            strict=True))
         added = np.zeros(self.layout.n_slots, dtype=np.int64)
         window = self.histogram
         if event_panes is not None:
@@ -458,6 +518,7 @@ class DriftMonitor:
                 panes = (ordinal + np.arange(end - start, dtype=np.int64)) // self._pane_length
                 added += window.update(partition, panes, slots[start:end])
             self.accepted += len(slots)
+        self._apply_sequential_alarms(len(slots))
         if self._counting:
             self._slot_totals += added
             self._invalid_values += binned.states
@@ -484,6 +545,15 @@ class DriftMonitor:
         # that is significant at alpha with Bonferroni over the features.
         self._g_critical = g_critical_values(self.config.divergence.alpha / len(self.specs),
                                              np.array(self._occupied_bins) - 1).tolist()
+        if self.config.scan.enabled and self.specs:
+            scan = PaneScan(
+                self._reference_counts, self.layout.bin_starts,
+                np.array(self._occupied_bins, dtype=np.int64), self.config.window.panes,
+                self.config.scan.false_alarms_per_million, self.layout.bin_slots,
+                slice(0, int(self.layout.n_bins[0]) + 2))
+            if self._scan is not None:
+                scan.take_panes(self._scan)  # same bins, new reference: the panes stay
+            self._scan = scan
 
     def _comparison(self, features: Sequence[FeatureBaseline]
                     ) -> tuple[npt.NDArray[np.float64], IncrementalKL]:
@@ -519,13 +589,48 @@ class DriftMonitor:
 
     # ---- evaluation --------------------------------------------------------------------
 
-    def _on_pane_closed(self, pane_id: int) -> None:
-        """Feed each feature's KL at the end of a pane to its change detector.
+    def _scan_arrivals(self, counts: npt.NDArray[np.int64], delta: npt.NDArray[np.int64]
+                       ) -> None:
+        if self._scan is not None:
+            self._scan.on_change(counts, delta)
 
-        The series is KL divided by the feature's threshold: a unit of it is one threshold,
-        whatever the threshold is. ADWIN's bound assumes values of order one; raw KL near
-        its noise floor (about 0.002 nats) would hide a jump to 0.3 for dozens of panes.
+    def _apply_sequential_alarms(self, before_row: int) -> None:
+        """Count the sequential alarms of the batch's rows before ``before_row``: each holds
+        until the pane it was raised in has left the window."""
+        pending = self._pending_alarms
+        applied = 0
+        panes = self.config.window.panes
+        for row, feature in pending:
+            if row >= before_row:
+                break
+            applied += 1
+            self._sequential_until[feature] = self.panes_closed + panes
+            if self._counting:
+                self._sequential_alarms[feature] += 1
+                self._flag(feature, self._position(row) + 1, "sequential")
+        if applied:
+            del pending[:applied]
+
+    def _position(self, row: int) -> int:
+        """How many messages were read before row ``row`` of the batch being counted."""
+        positions = self._batch_positions
+        return self._batch_start + (row if positions is None else int(positions[row]))
+
+    def _flag(self, feature: int, messages: int, detector: Detector) -> None:
+        if self._first_flag_messages[feature] < 0:
+            self._first_flag_messages[feature] = messages
+            self._first_flag_detector[feature] = detector
+
+    def _on_pane_closed(self, pane_id: int) -> None:
+        """Close the pane for the scan and the change detectors, and note first flags.
+
+        The river detectors' series is KL divided by the feature's threshold: a unit of it
+        is one threshold, whatever the threshold is. ADWIN's bound assumes values of order
+        one; raw KL near its noise floor (about 0.002 nats) would hide a jump to 0.3 for
+        dozens of panes.
         """
+        closing_row = self.histogram.closing_row
+        self._apply_sequential_alarms(closing_row)
         self.panes_closed += 1
         scaled = self.kl.values() / self._thresholds
         enough = self.kl.samples >= self._min_samples
@@ -535,13 +640,36 @@ class DriftMonitor:
             detector.update(float(scaled[index]))
             if detector.drift_detected and self._counting:
                 self._change_points[index] += 1
+        if self._scan is not None:
+            raised = self._scan.close()
+            if self._counting and raised.any():
+                self._scan_alarms += raised
+                read = self._position(closing_row)
+                for feature in np.flatnonzero(raised).tolist():
+                    self._flag(feature, read, "scan")
+        if self._counting and (self._first_flag_messages < 0).any():
+            window_flags = self._window_flags()
+            if window_flags.any():
+                read = self._position(closing_row)
+                for feature in np.flatnonzero(window_flags).tolist():
+                    self._flag(feature, read, "window")
         if self.pane_observers and self._counting:
             self._observe_pane(pane_id)
 
+    def _window_flags(self) -> npt.NDArray[np.bool_]:
+        """Which features the window flags now: KL above the threshold and significant
+        (Holm over the features with enough values). The p-values are computed only when
+        some KL is above its threshold."""
+        samples = self.kl.samples
+        enough = samples >= self._min_samples
+        above = enough & (self.kl.values() > self._thresholds)
+        if not above.any():
+            return above
+        adjusted = holm_adjusted(np.where(enough, self.divergences().p_value, np.nan))
+        return above & (adjusted <= self.config.divergence.alpha)
+
     def _observe_pane(self, pane_id: int) -> None:
-        row = self.histogram.closing_row
-        positions = self._batch_positions
-        read = self._batch_start + (row if positions is None else int(positions[row]))
+        read = self._position(self.histogram.closing_row)
         end_s = (None if self._pane_duration_s is None
                  else (pane_id + 1) * self._pane_duration_s)
         snapshot = PaneSnapshot(pane_id, read, end_s, self.report())
@@ -577,6 +705,18 @@ class DriftMonitor:
         thresholds = self._thresholds.tolist()
         min_samples_all = self._min_samples.tolist()
         change_points = self._change_points.tolist()
+        scan = self._scan
+        scan_scores = [None] * len(self.specs) if scan is None else \
+            [_number(value) for value in scan.scores.tolist()]
+        scan_holding = [False] * len(self.specs) if scan is None else scan.holding.tolist()
+        scan_values = [0] * len(self.specs) if scan is None else scan.scale_messages.tolist()
+        scan_alarms = self._scan_alarms.tolist()
+        sequential_scores: list[float | None] = [None] * len(self.specs)
+        if self._sequential is not None:
+            sequential_scores = (self._sequential.scores / self._sequential.threshold).tolist()
+        sequential_holding = (self._sequential_until > self.panes_closed).tolist()
+        sequential_alarms = self._sequential_alarms.tolist()
+        first_flags = self._first_flag_messages.tolist()
         out_of_range = self._out_of_range.tolist()
         invalid_values = self._invalid_values.tolist()
         features: dict[str, FeatureReport] = {}
@@ -598,10 +738,11 @@ class DriftMonitor:
             min_samples = min_samples_all[index]
             enough = samples >= min_samples
             threshold = thresholds[index]
-            status: FeatureStatus = "insufficient_data"
-            if enough:
-                status = ("drift" if kl[index] > threshold and adjusted[index] <= alpha
-                          else "ok")
+            flagged_by = tuple(detector for detector, flagged in zip(DETECTORS, (
+                enough and kl[index] > threshold and adjusted[index] <= alpha,
+                scan_holding[index], sequential_holding[index]), strict=True) if flagged)
+            status: FeatureStatus = ("drift" if flagged_by else
+                                     "ok" if enough else "insufficient_data")
             feature_totals = totals[start:start + n_bins + 2]
             features[spec.name] = FeatureReport(
                 name=spec.name,
@@ -639,6 +780,16 @@ class DriftMonitor:
                 missing_total=feature_totals[n_bins],
                 invalid_values_total={reason: invalid_values[index][code]
                                       for code, reason in INVALID_VALUE_REASONS.items()},
+                flagged_by=flagged_by,
+                scan_score=scan_scores[index],
+                scan_alarm=scan_holding[index],
+                scan_alarms_total=scan_alarms[index],
+                scan_alarm_values=scan_values[index],
+                sequential_score=sequential_scores[index],
+                sequential_alarm=sequential_holding[index],
+                sequential_alarms_total=sequential_alarms[index],
+                first_flag_messages=None if first_flags[index] < 0 else first_flags[index],
+                first_flag_detector=self._first_flag_detector[index],
             )
         window = self.config.window
         description = (f"{window.size} messages" if window.duration_s is None
@@ -673,11 +824,11 @@ def compare_to_baseline(config: Config, baseline: Baseline,
                         current: Mapping[str, FeatureColumn],
                         rejected: Mapping[str, int] | None = None) -> DriftReport:
     """All of ``current`` (columns by feature name, in rows' order) as one window of one pane,
-    against ``baseline``. No change detection: a single window has no series."""
+    against ``baseline``. No change detection and no scan: a single window has no series."""
     rows = len(current[config.features[0].name]) if config.features else 0
     whole = dataclasses.replace(
         config, window=WindowConfig(size=max(rows, 1), panes=1),
-        detector=DetectorConfig(method="none"))
+        detector=DetectorConfig(method="none"), scan=ScanConfig(enabled=False))
     monitor = DriftMonitor(whole, baseline, baseline.source)
     for reason, count in (rejected or {}).items():
         monitor.reject(reason, count)

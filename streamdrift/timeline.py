@@ -30,6 +30,7 @@ class FeaturePoint:
     kl: float | None
     p_value: float | None
     status: str
+    flagged_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,12 @@ class TimelinePoint:
 
 @dataclass(frozen=True)
 class FirstFlag:
-    """When a feature was first flagged: after ``messages`` messages, at ``event_time``."""
+    """When a feature was first flagged: after ``messages`` messages, at ``event_time``, by
+    the ``detectors`` that flagged it then."""
 
     messages: int
     event_time: str | None
+    detectors: tuple[str, ...] = ()
 
 
 # How far back from a pane's close a MessageClock looks for a message with a readable time.
@@ -169,23 +172,25 @@ class Timeline:
         for point in self.points:
             for name, feature in point.features.items():
                 if feature.status == "drift" and name not in flags:
-                    flags[name] = FirstFlag(point.messages, point.event_time)
+                    flags[name] = FirstFlag(point.messages, point.event_time,
+                                            feature.flagged_by)
         return flags
 
 
 def _point(pane: int | None, messages: int, event_time_s: float | None,
            report: DriftReport) -> TimelinePoint:
     return TimelinePoint(pane, messages, event_time_s, {
-        name: FeaturePoint(feature.kl, feature.p_value, feature.status)
+        name: FeaturePoint(feature.kl, feature.p_value, feature.status, feature.flagged_by)
         for name, feature in report.features.items()})
 
 
 def write_timeline(path: Path, points: Sequence[TimelinePoint],
                    feature_names: Sequence[str]) -> None:
     """One row per point: ``pane`` (empty for the end of the input), ``messages``,
-    ``event_time``, then per feature ``<name>.kl``, ``<name>.p_value`` and ``<name>.status``
-    (CSV), or ``{"pane", "messages", "event_time", "features": {name: {kl, p_value,
-    status}}}`` per line (JSONL)."""
+    ``event_time``, then per feature ``<name>.kl``, ``<name>.p_value``, ``<name>.status``
+    and ``<name>.flagged_by`` (the detectors flagging it, joined by "+") (CSV), or
+    ``{"pane", "messages", "event_time", "features": {name: {kl, p_value, status,
+    flagged_by}}}`` per line (JSONL)."""
     suffix = path.suffix.lower()
     if suffix not in TIMELINE_SUFFIXES:
         raise InputError(f"--timeline {path}: use a .csv or .jsonl file")
@@ -195,7 +200,7 @@ def write_timeline(path: Path, points: Sequence[TimelinePoint],
                 writer = csv.writer(stream)
                 writer.writerow(["pane", "messages", "event_time", *(
                     f"{name}.{key}" for name in feature_names
-                    for key in ("kl", "p_value", "status"))])
+                    for key in ("kl", "p_value", "status", "flagged_by"))])
                 for point in points:
                     row: list[object] = ["" if point.pane is None else point.pane,
                                          point.messages, point.event_time or ""]
@@ -203,7 +208,7 @@ def write_timeline(path: Path, points: Sequence[TimelinePoint],
                         feature = point.features[name]
                         row += ["" if feature.kl is None else feature.kl,
                                 "" if feature.p_value is None else feature.p_value,
-                                feature.status]
+                                feature.status, "+".join(feature.flagged_by)]
                     writer.writerow(row)
             else:
                 for point in points:
@@ -212,7 +217,9 @@ def write_timeline(path: Path, points: Sequence[TimelinePoint],
                         "event_time": point.event_time,
                         "features": {name: {"kl": point.features[name].kl,
                                             "p_value": point.features[name].p_value,
-                                            "status": point.features[name].status}
+                                            "status": point.features[name].status,
+                                            "flagged_by": list(
+                                                point.features[name].flagged_by)}
                                      for name in feature_names}}) + "\n")
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror}") from None

@@ -57,8 +57,8 @@ MUTANTS = [
     Mutant(
         "drift decided with >= at the threshold",
         "streamdrift/monitor.py",
-        'status = ("drift" if kl[index] > threshold and',
-        'status = ("drift" if kl[index] >= threshold and',
+        "enough and kl[index] > threshold and adjusted[index]",
+        "enough and kl[index] >= threshold and adjusted[index]",
         "tests/test_monitor.py::test_the_threshold_itself_is_not_drift",
     ),
 ]

@@ -63,7 +63,8 @@ def test_replay_of_a_count_window_gives_the_time_of_the_first_flag(
                  str(timed_workspace / "production.jsonl"), "--timeline", str(timeline),
                  "--batch-size", str(batch_size)]) == 0
     out = capsys.readouterr().out
-    flag = re.search(r"^  age: after message (\d+) \(event time (\S+)\)$", out, re.MULTILINE)
+    flag = re.search(r"^  age: after message (\d+), event time (\S+), by the \w+$", out,
+                     re.MULTILINE)
     assert flag, out
     messages = int(flag[1])
     assert flag[2] == _iso(START_S + (messages - 1) * STEP_S)
@@ -85,7 +86,7 @@ def test_a_count_window_without_a_time_field_prints_no_time(timed_workspace: Pat
     capsys.readouterr()
     main(["replay", "--config", config, "--input", str(timed_workspace / "production.jsonl")])
     out = capsys.readouterr().out
-    assert re.search(r"^  age: after message \d+$", out, re.MULTILINE), out
+    assert re.search(r"^  age: after message \d+, by the \w+$", out, re.MULTILINE), out
 
 
 def test_the_clock_looks_back_to_the_nearest_message_with_a_time():
