@@ -175,6 +175,33 @@ def compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and found.drifted else 0
 
 
+def describe_detectors(config: Config) -> str:
+    """What decides drift, with each detector's false-alarm rate (docs/statistics.md).
+
+    >>> from pathlib import Path
+    >>> from streamdrift.config import parse_config
+    >>> config = parse_config({"features": [{"name": "x"}]}, Path("."), {})
+    >>> for part in describe_detectors(config).split("; "):
+    ...     print(part)
+    window (KL > threshold, significant at alpha 0.001)
+    scan of the newest panes (at most 1 false alarm per feature per million messages)
+    river adwin change points (counted, not flags)
+    """
+    parts = [f"window (KL > threshold, significant at alpha {config.divergence.alpha:g})"]
+    if config.scan.enabled:
+        parts.append(f"scan of the newest panes (at most "
+                     f"{config.scan.false_alarms_per_million:g} false alarm per feature per "
+                     f"million messages)")
+    detector = config.detector
+    if detector.sequential:
+        parts.append(f"sequential mixture CUSUM (at most 1 false alarm per feature per "
+                     f"{detector.arl0:,.0f} values, prior strengths "
+                     f"{', '.join(f'{a:g}' for a in detector.prior_strengths)})")
+    elif detector.method != "none":
+        parts.append(f"river {detector.method} change points (counted, not flags)")
+    return "; ".join(parts)
+
+
 def check(args: argparse.Namespace) -> int:
     from streamdrift.divergence import expected_null_kl
 
@@ -182,6 +209,7 @@ def check(args: argparse.Namespace) -> int:
     print(f"config {args.config}: OK, {len(config.features)} features, window "
           f"{config.window.describe()}, KL threshold {config.divergence.threshold} nats")
     print(f"messages: {describe_formats(config)}")
+    print(f"detectors: {describe_detectors(config)}")
     baseline_path: Path = args.baseline or config.baseline.path
     baseline = load_baseline(baseline_path)
     check_baseline_fits(baseline, config.features, str(baseline_path))
