@@ -96,8 +96,9 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
         "drift_p_value": "Two-sample G-test p-value of the window against the reference "
                          "sample: chance of a difference this large if nothing drifted",
         "drift_threshold": "KL in nats above which the feature counts as drifted",
-        "feature_drifted": "1 when KL is above the threshold and the difference significant "
-                           "(Holm over the features), with enough values, else 0",
+        "feature_drifted": "1 while any detector flags the feature: the window's KL above "
+                           "the threshold and significant (Holm over the features), or a "
+                           "scan or sequential alarm holding; else 0",
         "kl_noise_floor": "KL expected without drift at the window's size, nats",
         "baseline_samples": "Usable values in the reference sample (0: no counts in the file)",
         "drift_g_critical": "G significant at divergence.alpha with Bonferroni over the "
@@ -109,6 +110,15 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
         "baseline_other_ratio": "Share of the reference's values in the other bin "
                                 "(categories the baseline does not list), unsmoothed; 0 for "
                                 "a numeric feature",
+        "scan_score": "Largest ln p / ln level over the multi-scale scan's scales: 1 at its "
+                      "threshold; NaN while no scale is tested or the scan is off",
+        "scan_alarm": "1 while a scale of the scan rejects (from the pane close of its alarm "
+                      "to the first at which none does), else 0",
+        "sequential_statistic": "The sequential test's largest CUSUM score divided by its "
+                                "alarm threshold h: 1 at the alarm; NaN when the test is off "
+                                "(detector.method other than mixture_cusum)",
+        "sequential_alarm": "1 from a sequential alarm until the pane it was raised in has "
+                            "left the window, else 0",
     }
     families = {name: GaugeMetricFamily(f"streamdrift_{name}", doc, labels=["feature"])
                 for name, doc in gauges.items()}
@@ -118,6 +128,9 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
         "out_of_range": "Numeric values outside the reference's [min, max]",
         "drift_changes": "Change points the river detector found in the KL series",
         "missing_values": "Missing (absent, null, NaN) values of the feature",
+        "scan_alarms": "Alarms the multi-scale scan raised (starts of runs of rejecting pane "
+                       "closes)",
+        "sequential_alarms": "Alarms the sequential test raised",
     }
     counter_families = {
         name: CounterMetricFamily(f"streamdrift_{name}", doc, labels=["feature"])
@@ -154,6 +167,10 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
             "feature_missing_ratio": _value(feature.missing_ratio),
             "baseline_missing_ratio": feature.baseline_missing_ratio,
             "baseline_other_ratio": baseline[name].other_ratio,
+            "scan_score": _value(feature.scan_score),
+            "scan_alarm": 1.0 if feature.scan_alarm else 0.0,
+            "sequential_statistic": _value(feature.sequential_score),
+            "sequential_alarm": 1.0 if feature.sequential_alarm else 0.0,
         }
         for metric, value in values.items():
             families[metric].add_metric(labels, value)
@@ -161,6 +178,9 @@ def _feature_metrics(report: DriftReport, baseline: Baseline) -> Iterator[Metric
         counter_families["out_of_range"].add_metric(labels, feature.out_of_range_total)
         counter_families["drift_changes"].add_metric(labels, feature.change_points)
         counter_families["missing_values"].add_metric(labels, feature.missing_total)
+        counter_families["scan_alarms"].add_metric(labels, feature.scan_alarms_total)
+        counter_families["sequential_alarms"].add_metric(labels,
+                                                         feature.sequential_alarms_total)
         for reason in INVALID_VALUE_REASONS.values():
             invalid_values.add_metric([name, reason],
                                       feature.invalid_values_total.get(reason, 0))

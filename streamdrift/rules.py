@@ -134,7 +134,8 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
     job = params.job
     enough = "streamdrift_window_samples >= on(instance, job, feature) " \
              "streamdrift_window_min_samples"
-    # The service's own decision: KL above the threshold and significant (docs/statistics.md).
+    # The service's own decision (docs/statistics.md): flagged by any of its detectors, the
+    # window (KL above the threshold and significant), the scan or the sequential test.
     drifted = "streamdrift_feature_drifted == 1"
     per_message = ("ignoring(feature) group_left "
                    f"rate(streamdrift_messages_total[{params.service_for}])")
@@ -144,9 +145,10 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
                f"streamdrift_kl_divergence and on(instance, job, feature) {drifted}",
                params.drift_for, "warning",
                "Feature {{ $labels.feature }} has drifted from its baseline",
-               "KL(window || baseline) of {{ $labels.feature }} on {{ $labels.instance }} is "
-               "{{ $value | printf \"%.3f\" }} nats, above its threshold and significant, for "
-               f"{params.drift_for}.", params, "{{ $labels.feature }}"),
+               "{{ $labels.feature }} on {{ $labels.instance }} has been flagged for "
+               f"{params.drift_for} by the window (KL above its threshold and significant), "
+               "the multi-scale scan or the sequential test; its KL(window || baseline) is "
+               "{{ $value | printf \"%.3f\" }} nats.", params, "{{ $labels.feature }}"),
         _alert("StreamdriftFeatureDriftSevere",
                f"streamdrift_kl_divergence > on(instance, job, feature) "
                f"({params.severe_multiple:g} * streamdrift_drift_threshold)"
@@ -167,6 +169,14 @@ def alerting_rules(params: RuleParameters) -> list[dict[str, Any]]:
                "{{ $value | printf \"%.2g\" }} for {{ $labels.feature }} on "
                f"{{{{ $labels.instance }}}} (alpha {params.p_value_alpha:g}).", params,
                "{{ $labels.feature }}"),
+        _alert("StreamdriftSequentialAlarm",
+               f"increase(streamdrift_sequential_alarms_total[{params.service_for}]) > 0",
+               "0m", "warning",
+               "The sequential test raised an alarm on feature {{ $labels.feature }}",
+               "The mixture CUSUM on every value of {{ $labels.feature }} on "
+               "{{ $labels.instance }} crossed its threshold in the last "
+               f"{params.service_for}: the feature counts as drifted until the pane of the "
+               "alarm has left the window.", params, "{{ $labels.feature }}"),
         _alert("StreamdriftMissingRatioJump",
                "streamdrift_feature_missing_ratio - on(instance, job, feature) "
                f"streamdrift_baseline_missing_ratio > {params.missing_ratio_jump:g}",
@@ -272,13 +282,18 @@ def value_conditions(params: RuleParameters) -> dict[str, ValueCondition]:
     job = params.job
     fleet = recording_names(params.fleet_window)
     return {
-        # drifted is 0 or 1, and 1 only where KL is above the threshold: ratio > 1.
-        "StreamdriftFeatureDrift": ValueCondition(f"({ratio}) * {key} {drifted}", "gt", 1),
+        # drifted is 0 or 1, and may be 1 with KL under the threshold (a scan or sequential
+        # alarm): the alert is drifted == 1 wherever the feature has a KL series.
+        "StreamdriftFeatureDrift": ValueCondition(
+            f"{drifted} and {key} streamdrift_kl_divergence", "gt", 0),
+        # ratio > multiple > 1 where drifted is 1; 0 where it is 0.
         "StreamdriftFeatureDriftSevere": ValueCondition(f"({ratio}) * {key} {drifted}", "gt",
                                                         params.severe_multiple),
         # Where the window is too small the value is p / 0 = +Inf: never below alpha.
         "StreamdriftFeatureDriftPValue": ValueCondition(
             f"streamdrift_drift_p_value / {key} {enough}", "lt", params.p_value_alpha),
+        "StreamdriftSequentialAlarm": ValueCondition(
+            f"increase(streamdrift_sequential_alarms_total[{params.service_for}])", "gt", 0),
         "StreamdriftMissingRatioJump": ValueCondition(
             f"streamdrift_feature_missing_ratio - {key} streamdrift_baseline_missing_ratio",
             "gt", params.missing_ratio_jump),

@@ -190,3 +190,58 @@ def test_baseline_other_ratio_of_a_file_without_counts_is_its_other_probability(
     samples = _samples(DriftCollector(Snapshot(DriftMonitor(config, baseline).report(),
                                                baseline, ServiceStatus())))
     assert _other_ratios(samples, ("x", "c")) == {"x": 0.0, "c": 0.25}
+
+
+def _detector_monitor(method: str) -> tuple[Baseline, DriftMonitor]:
+    config = parse_config({"features": [{"name": "x"}, {"name": "c", "type": "categorical"}],
+                           "window": {"size": 100, "panes": 4},
+                           "divergence": {"min_samples": 10},
+                           "detector": {"method": method}}, Path.cwd(), environ={})
+    _, baseline, _ = _monitor()
+    return baseline, DriftMonitor(config, baseline)
+
+
+def test_detector_scores_and_alarms_follow_the_report():
+    """The scan's and the sequential test's gauges and counters are the report's; NaN where
+    the report has no score (the sequential test off, a scan with no scale tested)."""
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=200).tolist() + rng.normal(3, 1, 150).tolist()
+    payloads = [json.dumps({"x": x, "c": str(c)}).encode()
+                for x, c in zip(xs, rng.choice(["a", "b"], len(xs)), strict=True)]
+    for method in ("none", "mixture_cusum"):
+        baseline, monitor = _detector_monitor(method)
+        empty = _samples(DriftCollector(Snapshot(monitor.report(), baseline,
+                                                 ServiceStatus())))
+        for name in ("x", "c"):
+            labels = frozenset({("feature", name)})
+            assert math.isnan(empty[("streamdrift_scan_score", labels)])
+            assert math.isnan(empty[("streamdrift_sequential_statistic", labels)]) == \
+                (method == "none")
+            for metric in ("streamdrift_scan_alarm", "streamdrift_scan_alarms_total",
+                           "streamdrift_sequential_alarm",
+                           "streamdrift_sequential_alarms_total"):
+                assert empty[(metric, labels)] == 0, metric
+        monitor.process_payloads(payloads)
+        report = monitor.report()
+        samples = _samples(DriftCollector(Snapshot(report, baseline, ServiceStatus())))
+        for name, feature in report.features.items():
+            labels = frozenset({("feature", name)})
+            exported = {metric: samples[(f"streamdrift_{metric}", labels)] for metric in (
+                "scan_score", "scan_alarm", "scan_alarms_total", "sequential_statistic",
+                "sequential_alarm", "sequential_alarms_total", "feature_drifted")}
+            assert exported["scan_score"] == feature.scan_score
+            assert exported["scan_alarm"] == feature.scan_alarm
+            assert exported["scan_alarms_total"] == feature.scan_alarms_total
+            if feature.sequential_score is None:
+                assert math.isnan(exported["sequential_statistic"])
+            else:
+                assert exported["sequential_statistic"] == feature.sequential_score
+            assert exported["sequential_alarm"] == feature.sequential_alarm
+            assert exported["sequential_alarms_total"] == feature.sequential_alarms_total
+            assert exported["feature_drifted"] == bool(feature.flagged_by)
+        # The case shows what it is there for: x drifted, and each detector raised alarms.
+        x = report.features["x"]
+        assert x.scan_alarm
+        assert x.scan_alarms_total > 0
+        assert (x.sequential_alarms_total > 0) == (method == "mixture_cusum")
+        assert (x.sequential_score is None) == (method == "none")

@@ -177,7 +177,9 @@ def test_dashboard_covers_the_service_metrics(dashboard):
                    "streamdrift:kl_divergence:fleet10m", "streamdrift:js_divergence:fleet10m",
                    "streamdrift_baseline_info", "streamdrift_kafka_connected",
                    "streamdrift_ready", "up{", "streamdrift_feature_missing_ratio",
-                   "streamdrift_baseline_missing_ratio"):
+                   "streamdrift_baseline_missing_ratio", "streamdrift_scan_score",
+                   "streamdrift_sequential_statistic", "streamdrift_scan_alarms_total",
+                   "streamdrift_sequential_alarms_total"):
         assert metric in exprs, metric
 
 

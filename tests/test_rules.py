@@ -167,12 +167,13 @@ def _feature_series(kl: dict[str, float], samples: dict[str, float],
 
 
 # As the service reports them: a drifted; b under its threshold; c with too few values; d
-# above its threshold but not significant (so not drift); e drift, not severe.
+# above its threshold but not significant (so not drift); e drift, not severe; f flagged by
+# the scan (or the sequential test) with its KL under the threshold and not significant.
 DRIFT_SERIES = _feature_series(
-    kl={"a": 0.5, "b": 0.05, "c": 0.5, "d": 0.2, "e": 0.2},
-    samples={"a": 1000, "b": 1000, "c": 50, "d": 1000, "e": 1000},
-    p_value={"a": 1e-12, "b": 0.4, "c": 1e-12, "d": 0.01, "e": 1e-5},
-    drifted={"a": 1, "b": 0, "c": 0, "d": 0, "e": 1},
+    kl={"a": 0.5, "b": 0.05, "c": 0.5, "d": 0.2, "e": 0.2, "f": 0.03},
+    samples={"a": 1000, "b": 1000, "c": 50, "d": 1000, "e": 1000, "f": 1000},
+    p_value={"a": 1e-12, "b": 0.4, "c": 1e-12, "d": 0.01, "e": 1e-5, "f": 0.2},
+    drifted={"a": 1, "b": 0, "c": 0, "d": 0, "e": 1, "f": 1},
 )
 
 
@@ -231,12 +232,29 @@ def _alert_cases() -> list[dict[str, Any]]:
         ("StreamdriftFeatureDrift", "10m", [_expected_alert("StreamdriftFeatureDrift",
                                                             _feature("a"), 0.5),
                                             _expected_alert("StreamdriftFeatureDrift",
-                                                            _feature("e"), 0.2)]),
+                                                            _feature("e"), 0.2),
+                                            _expected_alert("StreamdriftFeatureDrift",
+                                                            _feature("f"), 0.03)]),
         ("StreamdriftFeatureDriftSevere", "10m", [
             _expected_alert("StreamdriftFeatureDriftSevere", _feature("a"), 0.5)]),
         ("StreamdriftFeatureDriftPValue", "10m", [
             _expected_alert("StreamdriftFeatureDriftPValue", _feature("a"), 1e-12)]),
     ])]
+    # a: one sequential alarm at minute 5; b: none, its counter flat at 2 since start (alarms
+    # before the window do not fire).
+    alarms = [{"series": _series("streamdrift_sequential_alarms_total", _feature("a")),
+               "values": _values([0] * 5 + [1] * 16)},
+              _constant("streamdrift_sequential_alarms_total", _feature("b"), 2)]
+    cases.append(_alert_test(alarms, [
+        ("StreamdriftSequentialAlarm", "4m", []),
+        ("StreamdriftSequentialAlarm", "6m", [
+            _expected_alert("StreamdriftSequentialAlarm", _feature("a"), 1.0)]),
+        ("StreamdriftSequentialAlarm", "9m", [
+            _expected_alert("StreamdriftSequentialAlarm", _feature("a"), 1.0)]),
+        # Cleared once the alarm has left the increase's window.
+        ("StreamdriftSequentialAlarm", "11m", []),
+        ("StreamdriftSequentialAlarm", "20m", []),
+    ]))
     missing = []
     for name, ratio in (("a", 0.3), ("b", 0.1)):
         missing += [_constant("streamdrift_feature_missing_ratio", _feature(name), ratio),

@@ -324,9 +324,11 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                .with_panel(graph(
                    next(ids), "KL divergence by feature",
                    "KL(window || baseline) in nats per feature and instance (solid), and the "
-                   "feature's threshold (dashed): a feature drifts when its KL is above its "
-                   "threshold and the two-sample test finds the difference significant, with "
-                   "enough values in the window. Gaps: too few values.",
+                   "feature's threshold (dashed): the window flags a feature when its KL is "
+                   "above its threshold and the two-sample test finds the difference "
+                   "significant, with enough values in the window (the scan and the "
+                   "sequential test may flag it sooner: Detector scores). Gaps: too few "
+                   "values.",
                    "none",
                    target("A", kl, per_instance),
                    target("B", selector("streamdrift_drift_threshold"),
@@ -382,9 +384,10 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                .with_panel(statetimeline.Panel()
                    .id(next(ids))
                    .title("Drift state")
-                   .description("streamdrift_feature_drifted: red while the feature's KL is "
-                                "above its threshold and significant, with enough values in "
-                                "the window.")
+                   .description("streamdrift_feature_drifted: red while a detector flags "
+                                "the feature: its KL above its threshold and significant, "
+                                "with enough values in the window, or an alarm of the scan or "
+                                "the sequential test (Detector scores).")
                    .datasource(DATASOURCE)
                    .with_target(target("A", selector("streamdrift_feature_drifted"),
                                        per_instance))
@@ -395,7 +398,8 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                    .show_value(common.VisibilityMode.NEVER)
                    .merge_values(True)
                    .fill_opacity(80)
-                   .legend(common_builder.VizLegendOptions().show_legend(False))))
+                   .legend(common_builder.VizLegendOptions().show_legend(False)))
+               .with_panel(_detector_scores_panel(next(ids), per_instance)))
 
     # Other signals.
     builder = (builder
@@ -590,6 +594,44 @@ def build_dashboard(params: RuleParameters | None = None) -> dashboard_model.Das
                        .override_by_query("B", dashed("orange"))))
     builder = builder.with_row(per_feature)
     return builder.build()
+
+
+def _increase(counter: str) -> str:
+    return f"increase({selector(counter)}[$__rate_interval])"
+
+
+def _detector_scores_panel(panel_id: int, per_instance: str) -> timeseries.Panel:
+    """The scan's and the sequential test's scores against their threshold at 1, and the
+    alarms each raised (bars, right axis)."""
+    # The counters' increase as bars on an axis of their own, without the scores' threshold.
+    alarms = [dashboard_model.DynamicConfigValue(id_val=key, value=value) for key, value in (
+        ("custom.drawStyle", "bars"), ("custom.fillOpacity", 100),
+        ("custom.axisPlacement", "right"), ("custom.axisLabel", "alarms"),
+        ("custom.thresholdsStyle", {"mode": "off"}), ("unit", "short"), ("decimals", 0))]
+    return (graph(
+        panel_id, "Detector scores",
+        "Per feature and instance, the multi-scale scan's score (streamdrift_scan_score: "
+        "the largest ln p / ln level over its scales) and the sequential test's statistic "
+        "(streamdrift_sequential_statistic: its CUSUM over the alarm threshold; empty unless "
+        "detector.method is mixture_cusum), both 1 at their threshold (dashed line): above "
+        "it the detector raises an alarm and the feature counts as drifted, even with its "
+        "KL under the threshold. Bars (right axis): alarms each raised.",
+        "none",
+        target("A", selector("streamdrift_scan_score"), "scan " + per_instance),
+        target("B", selector("streamdrift_sequential_statistic"),
+               "sequential " + per_instance),
+        target("C", _increase("streamdrift_scan_alarms_total"),
+               "scan alarms " + per_instance),
+        target("D", _increase("streamdrift_sequential_alarms_total"),
+               "sequential alarms " + per_instance),
+        width=24)
+        .decimals(2)
+        .min(0)
+        .thresholds(thresholds((None, "green"), (1.0, "red")))
+        .thresholds_style(common_builder.GraphThresholdsStyleConfig()
+                          .mode(common.GraphThresholdsStyleMode.DASHED))
+        .override_by_query("C", alarms)
+        .override_by_query("D", alarms))
 
 
 def _labelled(metric: str) -> str:
