@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from streamdrift.baseline import Baseline
 from streamdrift.monitor import DriftReport, FeatureReport
-from streamdrift.timeline import FirstFlag, Timeline
+from streamdrift.timeline import DETECTOR_NAMES, FirstFlag, Timeline
 
 CHART_WIDTH = 880
 BAR_HEIGHT = 190
@@ -137,7 +137,7 @@ def _summary_table(features: Sequence[FeatureReport],
                                      f"&rarr; {top[0]['window']:.1%}")
         flag = None if flags is None else flags.get(feature.name)
         first = "" if flags is None else \
-            f"<td>{'-' if flag is None else f'message {flag.messages:,}'}</td>"
+            f"<td>{'-' if flag is None else f'message {flag.messages:,}{flag.by()}'}</td>"
         rows.append(
             f'<tr><td><a href="#{_anchor(feature.name)}">{_e(feature.name)}</a></td>'
             f"<td>{_badge(feature.status)}</td>"
@@ -163,6 +163,9 @@ def _feature_section(feature: FeatureReport, flag: FirstFlag | None,
     if feature.missing_ratio is not None:
         facts += (f" &middot; missing {feature.missing_ratio:.1%} "
                   f"(baseline {feature.baseline_missing_ratio:.1%})")
+    if feature.flagged_by:
+        facts += " &middot; flagged by " + " and ".join(
+            DETECTOR_NAMES[detector] for detector in feature.flagged_by)
     parts = [f'<section id="{_anchor(feature.name)}">',
              f"<h2>{_e(feature.name)} {_badge(feature.status)}</h2>",
              f'<p class="meta">{facts}</p>',
@@ -275,7 +278,7 @@ def _timeline_svg(feature: FeatureReport, timeline: Timeline, flag: FirstFlag | 
                      f'stroke="{DRIFT_COLOR}"/><text x="{x - 4 if left else x + 4:.1f}" y="20" '
                      f'text-anchor="{"end" if left else "start"}" '
                      f'style="fill:{DRIFT_COLOR}">first flagged: message {flag.messages:,}'
-                     "</text>")
+                     f"{flag.by()}</text>")
     items.append(f'<text x="{MARGIN_LEFT}" y="{LINE_HEIGHT - 8}">0</text>'
                  f'<text x="{CHART_WIDTH - 10}" y="{LINE_HEIGHT - 8}" text-anchor="end">'
                  f"{last:,} messages</text>")

@@ -23,6 +23,9 @@ from streamdrift.errors import InputError
 from streamdrift.monitor import DriftReport, PaneSnapshot, event_times_s
 
 TIMELINE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+# How reports name the detectors (docs/statistics.md).
+DETECTOR_NAMES = {"window": "the window", "scan": "the scan",
+                  "sequential": "the sequential test"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ class FirstFlag:
     messages: int
     event_time: str | None
     detectors: tuple[str, ...] = ()
+
+    def by(self) -> str:
+        """", by the scan": the detectors that flagged it first, as the reports say it."""
+        if not self.detectors:
+            return ""
+        return ", by " + " and ".join(DETECTOR_NAMES.get(detector, detector)
+                                      for detector in self.detectors)
 
 
 # How far back from a pane's close a MessageClock looks for a message with a readable time.

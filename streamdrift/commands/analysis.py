@@ -108,11 +108,6 @@ def _refused(found: Replay, path: Path) -> str:
     return f"\n{text}" if text else ""
 
 
-# How the text report names the detectors (docs/statistics.md).
-DETECTOR_NAMES = {"window": "the window", "scan": "the scan",
-                  "sequential": "the sequential test"}
-
-
 def render_first_flags(timeline: Timeline) -> str:
     """When each feature was first flagged, in order, or that none was."""
     flags = timeline.first_flags()
@@ -121,9 +116,7 @@ def render_first_flags(timeline: Timeline) -> str:
     lines = ["", "first flagged:"]
     for name, flag in sorted(flags.items(), key=lambda item: item[1].messages):
         when = f", event time {flag.event_time}" if flag.event_time else ""
-        by = " and ".join(DETECTOR_NAMES[detector] for detector in flag.detectors)
-        lines.append(f"  {name}: after message {flag.messages}{when}"
-                     + (f", by {by}" if by else ""))
+        lines.append(f"  {name}: after message {flag.messages}{when}{flag.by()}")
     return "\n".join(lines)
 
 
