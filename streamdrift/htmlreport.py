@@ -68,7 +68,7 @@ def render_html(report: DriftReport, baseline: Baseline, *, title: str, source: 
     """The whole page. ``source`` says what was compared with the baseline (shown at the
     top); without a ``timeline`` (a single window, as in ``compare``) no KL-over-time chart
     is drawn."""
-    flags = timeline.first_flags() if timeline is not None else {}
+    flags = timeline.first_flags(report) if timeline is not None else {}
     order = sorted(report.features.values(),
                    key=lambda f: (not f.drift, -(f.kl if f.kl is not None else -1.0)))
     drifted = [f for f in order if f.drift]

@@ -61,12 +61,13 @@ def scan_scales(panes: int) -> tuple[int, ...]:
 
 
 def scale_level(false_alarms_per_million: float, messages: int, n_scales: int) -> float:
-    """The level of each scale's test at a pane close that covers ``messages`` messages.
+    """The level of each scale's test at a pane close that covers ``messages`` messages;
+    at most 0.5 (a test at a higher level would say nothing).
 
     >>> scale_level(1.0, 500, 5)  # 1 per million, panes of 500, 5 scales
     5e-05
     """
-    return false_alarms_per_million * messages / 1e6 / n_scales / TAIL_FACTOR
+    return min(0.5, false_alarms_per_million * messages / 1e6 / n_scales / TAIL_FACTOR)
 
 
 class PaneScan:

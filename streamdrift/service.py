@@ -628,8 +628,8 @@ class DriftService:
         for name, feature in report.features.items():
             was = previous is not None and previous.features[name].drift
             if feature.drift and not was:
-                self.log("drift_started", feature=name, kl=feature.kl,
-                         threshold=feature.threshold, p_value=feature.p_value,
+                self.log("drift_started", feature=name, flagged_by="+".join(feature.flagged_by),
+                         kl=feature.kl, threshold=feature.threshold, p_value=feature.p_value,
                          samples=feature.samples)
             elif was and not feature.drift:
                 self.log("drift_ended", feature=name, kl=feature.kl,

@@ -167,8 +167,11 @@ class Timeline:
             return pane_end_s
         return self.clock.time_of(messages)
 
-    def first_flags(self) -> dict[str, FirstFlag]:
-        """Every feature flagged at some point, with the first point that flagged it.
+    def first_flags(self, report: DriftReport | None = None) -> dict[str, FirstFlag]:
+        """Every feature flagged at some point, with the first point that flagged it; with
+        the ``report`` of the end of the input, the monitor's own first flags where it has
+        them (the very message of a sequential alarm, not the pane close after it), at the
+        time of that message (a duration window: the end of its pane).
 
         >>> from streamdrift.timeline import FeaturePoint, TimelinePoint
         >>> ok, drift = FeaturePoint(0.01, 0.5, "ok"), FeaturePoint(0.3, 1e-9, "drift")
@@ -184,7 +187,25 @@ class Timeline:
                 if feature.status == "drift" and name not in flags:
                     flags[name] = FirstFlag(point.messages, point.event_time,
                                             feature.flagged_by)
+        if report is None:
+            return flags
+        for name, reported in report.features.items():
+            if reported.first_flag_messages is not None and reported.first_flag_detector:
+                messages = reported.first_flag_messages
+                flags[name] = FirstFlag(messages, self._event_time_after(messages),
+                                        (reported.first_flag_detector,))
         return flags
+
+    def _event_time_after(self, messages: int) -> str | None:
+        """The event time after ``messages`` messages: a point's, at a pane close; else the
+        clock's, while it still holds that message; else the end of the pane they fell in."""
+        later = [point for point in self.points if point.messages >= messages]
+        if later and later[0].messages == messages:
+            return later[0].event_time
+        moment = None if self.clock is None else self.clock.time_of(messages)
+        if moment is not None:
+            return TimelinePoint(None, messages, moment, {}).event_time
+        return later[0].event_time if later else None
 
 
 def _point(pane: int | None, messages: int, event_time_s: float | None,

@@ -48,7 +48,7 @@ def replay(args: argparse.Namespace) -> int:
     refused = _refused(found, args.input)
     if refused:
         print(refused)
-    print(render_first_flags(found.timeline))
+    print(render_first_flags(found.timeline, found.report))
     if args.report:
         write_json(args.report, found.report.to_json())
     if args.timeline:
@@ -108,9 +108,9 @@ def _refused(found: Replay, path: Path) -> str:
     return f"\n{text}" if text else ""
 
 
-def render_first_flags(timeline: Timeline) -> str:
+def render_first_flags(timeline: Timeline, report: DriftReport) -> str:
     """When each feature was first flagged, in order, or that none was."""
-    flags = timeline.first_flags()
+    flags = timeline.first_flags(report)
     if not flags:
         return "\nno feature was flagged at any pane"
     lines = ["", "first flagged:"]
@@ -134,7 +134,7 @@ def report(args: argparse.Namespace) -> int:
     refused = _refused(found, args.input)
     if refused:
         print(refused)
-    print(render_first_flags(found.timeline))
+    print(render_first_flags(found.timeline, found.report))
     print(f"\nwrote {args.output}")
     return 0
 
