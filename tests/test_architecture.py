@@ -12,7 +12,8 @@ CORE = ["streamdrift.config", "streamdrift.decoding", "streamdrift.features",
         "streamdrift.baseline", "streamdrift.sketch", "streamdrift.divergence",
         "streamdrift.monitor", "streamdrift.detectors", "streamdrift.binning",
         "streamdrift.schema", "streamdrift.framing", "streamdrift.formats",
-        "streamdrift.values", "streamdrift.avro", "streamdrift.protobuf"]
+        "streamdrift.values", "streamdrift.avro", "streamdrift.protobuf", "streamdrift.scan",
+        "streamdrift.sequential"]
 FORBIDDEN = ["kafka", "prometheus_client", "http.server", "socketserver", "confluent_kafka"]
 
 
