@@ -218,3 +218,24 @@ def test_replay_with_the_sequential_test_names_it(tmp_path: Path,
     assert flag, out
     assert 2000 < int(flag.group(1)) < 2100  # the message of the alarm, before the pane close
     assert "  y:" not in out.split("first flagged:")[1]
+
+
+def test_an_event_time_window_is_scanned_pane_by_pane() -> None:
+    """Panes of one minute: the scan sees each minute's messages as a pane, and names
+    the message of the pane close that showed the shift."""
+    config = _config(window={"size": "10m", "panes": 10})
+    monitor = _monitor(config)
+    rng = np.random.default_rng(9)
+    payloads = [json.dumps({"x": float(v), "y": float(w)}).encode()
+                for v, w in rng.normal(size=(3000, 2))]
+    payloads += [json.dumps({"x": float(v) + 2.0, "y": float(w)}).encode()
+                 for v, w in rng.normal(size=(600, 2))]
+    times = 1_700_000_000.0 + np.arange(len(payloads)) * 0.6  # 100 messages a minute
+    for start in range(0, len(payloads), 250):
+        monitor.process_payloads(payloads[start:start + 250], times[start:start + 250])
+    report = monitor.report().features["x"]
+    assert report.first_flag_detector == "scan"
+    assert report.first_flag_messages is not None
+    # The shift starts at message 3,000, within a minute (and a pane) of its start.
+    assert 3000 < report.first_flag_messages <= 3200
+    assert monitor.report().features["y"].scan_alarms_total == 0
