@@ -11,6 +11,7 @@ from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
 from streamdrift.textreport import render_report
+from streamdrift.timeline import DETECTOR_NAMES
 
 REFERENCE_MESSAGES = 50_000
 
@@ -41,7 +42,8 @@ def demo(args: argparse.Namespace) -> int:
           f"KL threshold {config.divergence.threshold} nats")
     print(f"baseline: {REFERENCE_MESSAGES} synthetic reference messages; the stream drifts "
           f"from message {drift_from} in: {', '.join(DEMO_DRIFTED)}")
-    print("KL(window || baseline) in nats; * = drifted, . = not enough values yet\n")
+    print("KL(window || baseline) in nats; * = drifted (by the window's KL, or the scan of "
+          "the newest panes), . = not enough values yet\n")
     width = max(len(name) for name in names) + 1
     print(f"{'messages':>9} " + " ".join(f"{name:>{width}}" for name in names))
     step = config.window.size // 2 if config.window.size else 2500
@@ -62,5 +64,11 @@ def demo(args: argparse.Namespace) -> int:
     drifted = report.drifted
     print(f"\ndrifted at the end: {', '.join(drifted) or 'none'}"
           f"   (expected: {', '.join(DEMO_DRIFTED)})")
+    for name, feature in report.features.items():
+        if feature.first_flag_messages is not None and feature.first_flag_detector:
+            print(f"  {name}: first flagged after message {feature.first_flag_messages}, "
+                  f"{feature.first_flag_messages - drift_from} after the drift began, by "
+                  f"{DETECTOR_NAMES[feature.first_flag_detector]}")
+    print()
     print(render_report(report))
     return 0 if sorted(drifted) == sorted(DEMO_DRIFTED) else 1
