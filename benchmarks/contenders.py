@@ -13,6 +13,9 @@ JSON messages, or the same messages as framed Avro records (``Workload.avro_payl
 - ``StreamdriftPipeline``: ``DriftMonitor.process_payloads`` in batches, plus one
   ``report()`` per closed pane (the service reports at each publish tick), through the real
   code path.
+- ``StreamdriftSequentialPipeline``: the same with ``detector.method: mixture_cusum`` (the
+  sequential test on every value, compiled by numba) in place of the config's detector: what
+  the sequential test costs.
 - The Avro pair: ``Floor`` with the ``fastavro`` decoder (``schemaless_reader`` per record,
   then the dict floor's columns and binning) and ``StreamdriftAvroPipeline`` (the same
   monitor with ``input.format: avro``), both on the framed Avro records.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -46,7 +50,7 @@ import numpy.typing as npt
 
 from benchmarks.messages import AVRO_SCHEMA_ID, Workload
 from streamdrift.baseline import Baseline, FeatureBaseline
-from streamdrift.config import Config, FeatureSpec, SchemaRegistryConfig
+from streamdrift.config import Config, DetectorConfig, FeatureSpec, SchemaRegistryConfig
 from streamdrift.framing import HEADER_BYTES
 from streamdrift.monitor import DriftMonitor
 
@@ -358,6 +362,50 @@ class StreamdriftPipeline:
         return Outcome(kl=monitor.kl.values(), totals=totals)
 
 
+def sequential_config(config: Config) -> Config:
+    """``config`` with the sequential test, ``detector.method: mixture_cusum`` at its
+    defaults, in place of its detector, and its numeric features listed first.
+
+    The order: ``DriftMonitor._count`` hands the sequential test the binner's slot rows as
+    if they were in config order, but the typed decoder's rows (``SlotBinner.bin_typed``, the
+    path JSON messages take) hold the numeric features first; with a categorical feature
+    before a numeric one the test is given other features' bins and refuses them
+    (``ValueError``). Listing the numeric features first makes the two orders one, and
+    changes no work.
+    """
+    features = tuple(sorted(config.features, key=lambda spec: spec.type != "numeric"))
+    return dataclasses.replace(config, features=features,
+                               detector=DetectorConfig(method="mixture_cusum"))
+
+
+class StreamdriftSequentialPipeline(StreamdriftPipeline):
+    """streamdrift's pipeline with the sequential test on every value
+    (``detector.method: mixture_cusum``, its kernel compiled by numba when numba is
+    installed) in place of the config's detector (ADWIN over each feature's KL series, once
+    a pane): the same monitor, batches and reports; the features in the order of
+    ``sequential_config``, the outcome in the order of ``config``."""
+
+    name = "streamdrift_sequential"
+
+    def __init__(self, config: Config, baseline: Baseline, batch: int = BATCH) -> None:
+        super().__init__(sequential_config(config), baseline, batch)
+        order = {spec.name: index for index, spec in enumerate(self.config.features)}
+        self._to_config_order = [order[spec.name] for spec in config.features]
+        kernel = "numba" if importlib.util.find_spec("numba") else "numpy, numba not installed"
+        self.description = (f"DriftMonitor.process_payloads in batches of {batch} + one "
+                            "report() per pane, with detector.method: mixture_cusum "
+                            f"(arl0 {self.config.detector.arl0:,.0f}, prior strengths "
+                            + ", ".join(f"{a:g}" for a in self.config.detector.prior_strengths)
+                            + f"; {kernel}) in place of ADWIN, numeric features listed first")
+
+    def run(self, payloads: Sequence[bytes]) -> Outcome:
+        outcome = super().run(payloads)
+        assert outcome.kl is not None
+        assert outcome.totals is not None
+        return Outcome(kl=outcome.kl[self._to_config_order],
+                       totals=[outcome.totals[index] for index in self._to_config_order])
+
+
 # A registry URL that is never asked: the writer schema is handed to the monitor, as the
 # service's cache would hold it once fetched.
 PLACEHOLDER_REGISTRY = "http://schema-registry.invalid:8081"
@@ -594,13 +642,15 @@ def _raw_column(values: Sequence[Any], numeric: bool) -> npt.NDArray[Any]:
 # ---- all of them, and the agreement check --------------------------------------------------
 
 def in_process_contenders(workload: Workload, floor_decoder: str, decoder: str,
-                          avro: bool = True) -> list[Contender]:
-    """The floor (with ``floor_decoder``), streamdrift, with ``avro`` the Avro floor and
-    streamdrift on Avro, and the others (``decoder`` to dicts where they are not told to use
-    the stdlib)."""
+                          avro: bool = True, sequential: bool = True) -> list[Contender]:
+    """The floor (with ``floor_decoder``), streamdrift, with ``sequential`` streamdrift with
+    the sequential test, with ``avro`` the Avro floor and streamdrift on Avro, and the others
+    (``decoder`` to dicts where they are not told to use the stdlib)."""
     config, baseline = workload.config, workload.baseline
     pair: list[Contender] = [Floor(config, baseline, floor_decoder),
                              StreamdriftPipeline(config, baseline)]
+    if sequential:
+        pair.append(StreamdriftSequentialPipeline(config, baseline))
     if avro:
         pair += [Floor(config, baseline, "fastavro", writer_schema=workload.avro_parsed),
                  StreamdriftAvroPipeline(config, baseline, workload.avro_parsed,

@@ -3,6 +3,8 @@
 
     python benchmarks/run.py [--quick] [--features 34,200,1000] [--messages N]
                              [--repeats R] [--kafka BOOTSTRAP] [--registry URL] [--no-avro]
+                             [--no-detection]
+    python benchmarks/run.py --sequential-cost [--features ...] [--messages N] [--repeats R]
 
 For every feature count: generate realistic messages (benchmarks/messages.py), and the
 same messages as framed Avro records; check that the naive implementation, the batch
@@ -13,8 +15,13 @@ message, median of the repeats. With ``--kafka``, produce a topic per feature co
 Avro topic of the same messages (its schema registered in ``--registry``, or in a registry
 started for the run with deploy/local/registry), and time each end-to-end contender
 consuming all of it (benchmarks/e2e.py). Then the memory cases (benchmarks/memory.py),
-each in a fresh process. Prints the tables and the targets; a full run (not ``--quick``)
-writes benchmarks/RESULTS.md and benchmarks/throughput.png.
+each in a fresh process, and the detection simulation (benchmarks/detection.py: false
+alarms without change, delays after one). Prints the tables and the targets; a full run (not
+``--quick``) writes benchmarks/RESULTS.md and benchmarks/throughput.png.
+
+The in-process contenders include streamdrift's pipeline with the sequential test
+(``detector.method: mixture_cusum``) beside the default one: its cost. ``--sequential-cost``
+times only those two and the floor, and writes only their section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks import e2e, soak, startup  # noqa: E402
+from benchmarks import detection, e2e, soak, startup  # noqa: E402
 from benchmarks.contenders import (  # noqa: E402
     Agreement,
     Contender,
@@ -78,6 +85,11 @@ KL_TOLERANCE = 1e-6
 SAME_RSS_TOLERANCE_MIB = 2.0
 ANALYSIS_START = "<!-- analysis:start -->"
 ANALYSIS_END = "<!-- analysis:end -->"
+SEQUENTIAL_START = "<!-- sequential-cost:start -->"
+SEQUENTIAL_END = "<!-- sequential-cost:end -->"
+SEQUENTIAL_TITLE = "## The sequential test's cost in the pipeline"
+# The contenders of --sequential-cost.
+SEQUENTIAL_COST_CONTENDERS = ("floor", "streamdrift", "streamdrift_sequential")
 
 # Targets of the issue.
 PIPELINE_OVER_FLOOR_MAX = 1.5
@@ -94,6 +106,7 @@ STARTUP_MAX_S = 0.5
 IN_PROCESS_LABELS = {
     "floor": "floor (decode + binning)",
     "streamdrift": "streamdrift pipeline",
+    "streamdrift_sequential": "streamdrift pipeline, detector.method: mixture_cusum",
     "floor_avro": "Avro floor (fastavro decode + binning)",
     "streamdrift_avro": "streamdrift pipeline, Avro",
     "naive": "naive per-event",
@@ -242,7 +255,8 @@ def machine(bootstrap: str | None, registry: str | None = None) -> dict[str, str
                 virtualization = f", virtual machine ({line.split(':', 1)[1].strip()})"
     except (OSError, subprocess.CalledProcessError):
         pass
-    ours = ("benchmarks/", "tests/test_benchmark_contenders.py", "README.md")
+    ours = ("benchmarks/", "tests/test_benchmark_contenders.py", "tests/test_detection.py",
+            "README.md")
     dirty = [line[3:] for line in _git("status", "--porcelain").splitlines()
              if len(line) > 3 and not line[3:].startswith(ours)]
     return {
@@ -278,13 +292,17 @@ def _totals_agreement(agreement: Agreement) -> str:
     return text
 
 
-def run_in_process(workload: Workload, repeats: int, avro: bool = True) -> InProcess:
+def run_in_process(workload: Workload, repeats: int, avro: bool = True,
+                   only: Sequence[str] | None = None) -> InProcess:
+    """Time the in-process contenders (``only`` those named, when given)."""
     payloads = workload.payloads
     inputs = inputs_of(workload)
     floor_decoder, floor_variants = fastest_floor(workload.config, workload.baseline,
                                                   payloads)
     decoder, decoder_speeds = fastest_decoder(payloads)
     contenders = in_process_contenders(workload, floor_decoder, decoder, avro=avro)
+    if only is not None:
+        contenders = [contender for contender in contenders if contender.name in only]
     say(f"  floor decoder: {floor_decoder} ("
         + ", ".join(f"{k} {v:.2f}" for k, v in floor_variants.items())
         + " µs/msg decode+bin); dict decoder for river/batch: " + decoder)
@@ -589,7 +607,8 @@ def in_process_table(results: list[InProcess]) -> list[str]:
             median = result.median(name)
             floor = result.floor_median(name)
             samples = result.samples[name]
-            faster = ("" if name in ("streamdrift", "floor", *FLOOR_OF)
+            faster = ("" if name in ("streamdrift", "streamdrift_sequential", "floor",
+                                     *FLOOR_OF)
                       else f"{median / pipeline:.2f}x")
             lines.append(f"| {result.n_features} | {IN_PROCESS_LABELS.get(name, name)} | "
                          f"{median:.2f} | {1e6 / median:,.0f} | {min(samples):.2f} - "
@@ -691,11 +710,64 @@ def keep_fuzz_block(previous: str, regenerated: str) -> str:
     block = FUZZ_START + previous.split(FUZZ_START, 1)[1].split(FUZZ_END, 1)[0] + FUZZ_END
     return regenerated.rstrip("\n") + "\n\n## Fuzzing\n\n" + block + "\n"
 
+
+def sequential_cost_table(results: list[InProcess]) -> list[str]:
+    """Per feature count: the pipeline's CPU per message with the default detector and with
+    the sequential test, their ratio and what the test adds per feature value."""
+    lines = ["| features | messages | floor µs/msg | pipeline, default µs/msg "
+             "| pipeline, mixture_cusum µs/msg | mixture_cusum / default "
+             "| added ns per feature value | messages/s default / mixture_cusum |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for result in results:
+        if "streamdrift_sequential" not in result.samples:
+            continue
+        floor = result.median("floor")
+        default = result.median("streamdrift")
+        sequential = result.median("streamdrift_sequential")
+        added = (sequential - default) / result.n_features * 1000
+        lines.append(f"| {result.n_features} | {result.messages} | {floor:.2f} | {default:.2f} "
+                     f"({default / floor:.2f}x floor) | {sequential:.2f} "
+                     f"({sequential / floor:.2f}x floor) | {sequential / default:.2f}x | "
+                     f"{added:.0f} | {1e6 / default:,.0f} / {1e6 / sequential:,.0f} |")
+    return lines
+
+
+def sequential_cost_block(command: str, now: str, repeats: int, info: dict[str, str],
+                          results: list[InProcess]) -> str:
+    """The section on the sequential test's cost, between its markers."""
+    lines = [
+        SEQUENTIAL_START,
+        f"Measured by `{command}` on {now} (a full run writes this block, and "
+        "`python benchmarks/run.py --sequential-cost`, which times only the floor and the two "
+        "pipelines below, interleaved, and writes only this block).",
+        "",
+        "Machine: " + "; ".join(f"{key} {info[key]}" for key in
+                                 ("cpu", "python", "numpy", "streamdrift") if key in info)
+        + f"; numba {_version('numba')}.",
+        "",
+        "The in-process pipeline (the messages, batches and reports of the table above), "
+        "with the benchmark's config (`detector.method: adwin`, the default: ADWIN over each "
+        "feature's KL series, once a pane; the scan on, the default) against the same with "
+        "`detector.method: mixture_cusum` (arl0 10^6, prior strengths 100 and 400: the "
+        "sequential test on every value, compiled by numba). CPU per message, median of "
+        f"{repeats} repeats interleaved with the floor; the ratio is within one process. The "
+        "sequential run lists the numeric features first (a workaround: with a categorical "
+        "feature before a numeric one, `DriftMonitor` hands the sequential test the typed "
+        "decoder's rows in the wrong order and it refuses them; see "
+        "`benchmarks/contenders.py`, `sequential_config`).",
+        "",
+        *sequential_cost_table(results),
+        SEQUENTIAL_END,
+    ]
+    return "\n".join(lines)
+
+
 def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: float,
                      in_process: list[InProcess], end_to_end: list[EndToEnd],
                      memory: dict[str, Any] | None, found: list[Target], profiles: str,
                      analysis: str,
-                     startup_samples: dict[str, list[float]] | None = None) -> str:
+                     startup_samples: dict[str, list[float]] | None = None,
+                     detection_block: str | None = None) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# streamdrift benchmark results",
@@ -703,7 +775,8 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
         f"Generated by `{command}` on {now}, in {seconds / 60:.1f} minutes "
         "(`benchmarks/run.py` writes this file; only the section \"Reading of this run\" is "
         "written by hand and kept when the file is generated again: check it against the "
-        "new numbers; the section \"Soak\" is written by `benchmarks/soak.py` and kept too).",
+        "new numbers; the section \"Soak\" is written by `benchmarks/soak.py` and kept too, "
+        "as is \"Detection\" when this run did not measure it).",
         "",
         "## Machine",
         "",
@@ -746,6 +819,9 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
     if in_process:
         for name, description in in_process[0].descriptions.items():
             lines.append(f"- **{IN_PROCESS_LABELS.get(name, name)}**: {description}")
+    if any("streamdrift_sequential" in result.samples for result in in_process):
+        lines += ["", SEQUENTIAL_TITLE, "",
+                  sequential_cost_block(command, now, plan.repeats, info, in_process)]
     lines += ["", "## End to end on the broker", ""]
     if end_to_end:
         lines += [
@@ -810,6 +886,8 @@ def results_markdown(command: str, plan: Plan, info: dict[str, str], seconds: fl
             *startup.table(startup_samples),
             "",
         ]
+    if detection_block is not None:
+        lines += [detection.SECTION_TITLE, "", detection_block, ""]
     lines += ["## Throughput against the number of features", "",
               "![messages per CPU-second against features](throughput.png)", ""]
     if profiles:
@@ -889,6 +967,37 @@ def previous_analysis(path: Path) -> str:
 
 # ---- main ----------------------------------------------------------------------------------
 
+def sequential_cost(plan: Plan, command: str) -> int:
+    """``--sequential-cost``: the floor, the pipeline and the pipeline with the sequential
+    test, timed interleaved for every feature count; their block of RESULTS.md rewritten
+    (nothing else in it)."""
+    info = machine(None)
+    say("streamdrift benchmarks: the sequential test's cost in the pipeline")
+    for key, value in info.items():
+        say(f"  {key}: {value}")
+    results = []
+    for n_features in plan.features:
+        say(f"\n== {n_features} features: generating {plan.messages[n_features]} messages")
+        workload = make_workload(n_features, plan.messages[n_features])
+        results.append(run_in_process(workload, plan.repeats, avro=False,
+                                      only=SEQUENTIAL_COST_CONTENDERS))
+        del workload
+        gc.collect()
+    say("")
+    for line in sequential_cost_table(results):
+        say(line)
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if plan.write:
+        path = HERE / "RESULTS.md"
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        block = sequential_cost_block(command, now, plan.repeats, info, results)
+        path.write_text(detection.replace_block(
+            text, block, SEQUENTIAL_START, SEQUENTIAL_END, SEQUENTIAL_TITLE,
+            before=("## End to end on the broker",)), encoding="utf-8")
+        say(f"wrote the sequential-cost block of {path.relative_to(REPO)}")
+    return 0 if all(r.agreement.ok(KL_TOLERANCE) for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -919,6 +1028,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the Avro contenders (in process and end to end)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory cases")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile step")
+    parser.add_argument("--no-detection", action="store_true",
+                        help="skip the detection simulation (benchmarks/detection.py; about "
+                             "3 minutes, a few seconds with --quick); a written RESULTS.md "
+                             "keeps its previous detection section")
+    parser.add_argument("--sequential-cost", action="store_true",
+                        help="only time the floor, the pipeline and the pipeline with "
+                             "detector.method: mixture_cusum in process, and write only their "
+                             "section of benchmarks/RESULTS.md (unless --no-write)")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
                         help="write benchmarks/RESULTS.md and benchmarks/throughput.png "
                              "(default: yes, except with --quick)")
@@ -926,6 +1043,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(args)
     command = "python benchmarks/run.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
+    if args.sequential_cost:
+        return sequential_cost(plan, command)
     started = time.monotonic()
     in_process: list[InProcess] = []
     end_to_end: list[EndToEnd] = []
@@ -977,6 +1096,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory:
             say("\n== memory (fresh processes)")
             memory = run_memory(50_000 if args.quick else 200_000)
+        detection_block = None
+        if not args.no_detection:
+            say("\n== detection (benchmarks/detection.py)")
+            detection_block = detection.run(
+                detection.parse_args(["--quick"] if args.quick else []), command)
     seconds = time.monotonic() - started
     found = targets(in_process, end_to_end, memory, startup_samples)
 
@@ -1002,9 +1126,10 @@ def main(argv: list[str] | None = None) -> int:
         previous = results.read_text(encoding="utf-8") if results.exists() else ""
         generated = results_markdown(command, plan, info, seconds, in_process, end_to_end,
                                      memory, found, profiles, previous_analysis(results),
-                                     startup_samples)
+                                     startup_samples, detection_block)
         # The soak's and the fuzzer's blocks (benchmarks/soak.py, benchmarks/fuzz.py) are
-        # kept as they were.
+        # kept as they were, and the detection block when this run did not measure it.
+        generated = detection.keep_block(previous, generated)
         results.write_text(keep_fuzz_block(previous, soak.keep_block(previous, generated)),
                            encoding="utf-8")
         say(f"wrote {results.relative_to(REPO)} and benchmarks/throughput.png")

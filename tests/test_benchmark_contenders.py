@@ -16,6 +16,7 @@ from benchmarks.contenders import (
     RiverPerEvent,
     StreamdriftAvroPipeline,
     StreamdriftPipeline,
+    StreamdriftSequentialPipeline,
     check_agreement,
     floor_decoders,
     in_process_contenders,
@@ -87,10 +88,25 @@ def test_the_agreement_check_passes_and_river_runs(workload):
     contenders = in_process_contenders(workload, "msgspec-struct", "msgspec")
     agreement = check_agreement(contenders, inputs_of(workload))
     assert agreement.ok(1e-6), agreement
-    assert set(agreement.max_kl_difference) == {"naive", "batch_recompute", "streamdrift_avro"}
+    assert set(agreement.max_kl_difference) == {"naive", "batch_recompute", "streamdrift_avro",
+                                                 "streamdrift_sequential"}
+    # The sequential test changes no window: the same KL, to the last bit.
+    assert agreement.max_kl_difference["streamdrift_sequential"] == 0.0
     assert agreement.max_avro_total_difference == 0
     river = next(c for c in contenders if isinstance(c, RiverPerEvent))
     assert len(river.detectors) == sum(s.type == "numeric" for s in workload.config.features)
+
+
+def test_the_sequential_pipeline_runs_the_sequential_test_on_every_feature(workload):
+    pipeline = StreamdriftSequentialPipeline(workload.config, workload.baseline, batch=300)
+    assert workload.config.detector.method == "adwin"
+    assert pipeline.config.detector.method == "mixture_cusum"
+    pipeline.reset()
+    pipeline.run(workload.payloads)
+    report = pipeline.monitor.report()
+    assert all(f.sequential_score is not None for f in report.features.values())
+    # Two features drift in the second half: the test on every value sees them.
+    assert sum(f.sequential_alarms_total > 0 for f in report.features.values()) >= 1
 
 
 def test_the_naive_window_slides_like_streamdrift_s(workload):
