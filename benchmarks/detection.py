@@ -553,9 +553,9 @@ def block(command: str, counts: Sequence[NullCount], delays: Sequence[dict[str, 
         "stream goes through each set of detectors. A cell: the median / the 90th percentile "
         "of the changed values read when the first flag was raised (`first_flag_messages` "
         f"minus the onset) / the share of seeds flagged within {HORIZON:,} values of the onset; "
-        "a seed not flagged by then counts as never (\"never\": more than half, or a tenth, "
-        "of the seeds). The numeric feature has 20 equal-frequency bins; the KL of the lower "
-        "limit is that of the bins of the true laws.",
+        "a seed not flagged by then counts as an endless delay (\"never\" where the median or "
+        "the 90th percentile falls on one). The numeric feature has 20 equal-frequency "
+        "bins; the KL of the lower limit is that of the bins of the true laws.",
         "",
         *delay_table(delays),
         "",
