@@ -483,8 +483,12 @@ class DriftMonitor:
         else:
             binned = self._binner.bin_columns(batch)
         slots = binned.slots.T
-        if self._sequential is not None:
-            local = slots - self.layout.offsets
+        if self._sequential is not None and len(slots):
+            # Each row of binned.slots is one feature's, not always in config order (the
+            # typed JSON path bins numeric features first): its first slot says whose.
+            by_feature = np.empty_like(slots)
+            by_feature[:, self.layout.slot_feature[binned.slots[:, 0]]] = slots
+            local = by_feature - self.layout.offsets
             local[local >= self.layout.n_bins] = -1  # missing and invalid: not values
             alarm_rows, alarm_features = self._sequential.update(local)
             self._pending_alarms = list(zip(alarm_rows.tolist(), alarm_features.tolist(),

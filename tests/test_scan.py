@@ -91,7 +91,7 @@ def test_a_large_shift_is_flagged_by_the_scan_and_the_alarm_clears_when_it_is_go
     assert quiet.first_flag_messages is None
 
     _feed(monitor, rng.normal(loc=1.5, size=100), rng.normal(size=100))
-    # The first pane of the shift closes at message 3,100: the newest pane shows it.
+    # The first pane of the shift closes at message 3,100: the newest panes show it.
     _feed(monitor, rng.normal(loc=1.5, size=1), rng.normal(size=1))
     flagged = monitor.report().features["x"]
     assert "scan" in flagged.flagged_by
@@ -99,7 +99,8 @@ def test_a_large_shift_is_flagged_by_the_scan_and_the_alarm_clears_when_it_is_go
     assert "window" not in flagged.flagged_by  # a tenth of the window: KL under 0.1
     assert flagged.scan_alarm
     assert flagged.scan_alarms_total == 1
-    assert flagged.scan_alarm_values == 100  # the newest pane alone
+    # The newest two panes: one pane of 100 is under ten values for each of 20 bins.
+    assert flagged.scan_alarm_values == 200
     assert flagged.first_flag_messages == 3100
     assert flagged.first_flag_detector == "scan"
     assert monitor.report().features["y"].status == "ok"
