@@ -708,6 +708,7 @@ def run(args: argparse.Namespace, command: str) -> str:
     null_messages = args.null_messages or (QUICK_NULL_MESSAGES if args.quick
                                            else NULL_MESSAGES)
     null_seeds = args.null_seeds or (2 if args.quick else NULL_SEEDS)
+    info = machine()  # before: the code measured is the code loaded now
     measured = measure(seeds, null_messages, null_seeds, args.seed)
     say("")
     for line in [*null_table(measured.counts), "", *scan_by_law_table(measured.counts), "",
@@ -715,8 +716,7 @@ def run(args: argparse.Namespace, command: str) -> str:
                  *first_by_lines(measured.delays)]:
         say(line)
     say(f"done in {measured.seconds / 60:.1f} minutes")
-    return block(command, measured.counts, measured.delays, seeds, measured.seconds,
-                 machine())
+    return block(command, measured.counts, measured.delays, seeds, measured.seconds, info)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
