@@ -364,46 +364,26 @@ class StreamdriftPipeline:
 
 def sequential_config(config: Config) -> Config:
     """``config`` with the sequential test, ``detector.method: mixture_cusum`` at its
-    defaults, in place of its detector, and its numeric features listed first.
-
-    The order: ``DriftMonitor._count`` hands the sequential test the binner's slot rows as
-    if they were in config order, but the typed decoder's rows (``SlotBinner.bin_typed``, the
-    path JSON messages take) hold the numeric features first; with a categorical feature
-    before a numeric one the test is given other features' bins and refuses them
-    (``ValueError``). Listing the numeric features first makes the two orders one, and
-    changes no work.
-    """
-    features = tuple(sorted(config.features, key=lambda spec: spec.type != "numeric"))
-    return dataclasses.replace(config, features=features,
-                               detector=DetectorConfig(method="mixture_cusum"))
+    defaults, in place of its detector."""
+    return dataclasses.replace(config, detector=DetectorConfig(method="mixture_cusum"))
 
 
 class StreamdriftSequentialPipeline(StreamdriftPipeline):
     """streamdrift's pipeline with the sequential test on every value
     (``detector.method: mixture_cusum``, its kernel compiled by numba when numba is
     installed) in place of the config's detector (ADWIN over each feature's KL series, once
-    a pane): the same monitor, batches and reports; the features in the order of
-    ``sequential_config``, the outcome in the order of ``config``."""
+    a pane): the same monitor, batches and reports."""
 
     name = "streamdrift_sequential"
 
     def __init__(self, config: Config, baseline: Baseline, batch: int = BATCH) -> None:
         super().__init__(sequential_config(config), baseline, batch)
-        order = {spec.name: index for index, spec in enumerate(self.config.features)}
-        self._to_config_order = [order[spec.name] for spec in config.features]
         kernel = "numba" if importlib.util.find_spec("numba") else "numpy, numba not installed"
         self.description = (f"DriftMonitor.process_payloads in batches of {batch} + one "
                             "report() per pane, with detector.method: mixture_cusum "
                             f"(arl0 {self.config.detector.arl0:,.0f}, prior strengths "
                             + ", ".join(f"{a:g}" for a in self.config.detector.prior_strengths)
-                            + f"; {kernel}) in place of ADWIN, numeric features listed first")
-
-    def run(self, payloads: Sequence[bytes]) -> Outcome:
-        outcome = super().run(payloads)
-        assert outcome.kl is not None
-        assert outcome.totals is not None
-        return Outcome(kl=outcome.kl[self._to_config_order],
-                       totals=[outcome.totals[index] for index in self._to_config_order])
+                            + f"; {kernel}) in place of ADWIN")
 
 
 # A registry URL that is never asked: the writer schema is handed to the monitor, as the

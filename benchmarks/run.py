@@ -750,11 +750,7 @@ def sequential_cost_block(command: str, now: str, repeats: int, info: dict[str, 
         "feature's KL series, once a pane; the scan on, the default) against the same with "
         "`detector.method: mixture_cusum` (arl0 10^6, prior strengths 100 and 400: the "
         "sequential test on every value, compiled by numba). CPU per message, median of "
-        f"{repeats} repeats interleaved with the floor; the ratio is within one process. The "
-        "sequential run lists the numeric features first (a workaround: with a categorical "
-        "feature before a numeric one, `DriftMonitor` hands the sequential test the typed "
-        "decoder's rows in the wrong order and it refuses them; see "
-        "`benchmarks/contenders.py`, `sequential_config`).",
+        f"{repeats} repeats interleaved with the floor; the ratio is within one process.",
         "",
         *sequential_cost_table(results),
         SEQUENTIAL_END,
