@@ -652,7 +652,7 @@ class DriftMonitor:
                 for feature in np.flatnonzero(raised).tolist():
                     self._flag(feature, read, "scan")
         if self._counting and (self._first_flag_messages < 0).any():
-            window_flags = self._window_flags()
+            window_flags = self._new_window_flags()
             if window_flags.any():
                 read = self._position(closing_row)
                 for feature in np.flatnonzero(window_flags).tolist():
@@ -660,13 +660,13 @@ class DriftMonitor:
         if self.pane_observers and self._counting:
             self._observe_pane(pane_id)
 
-    def _window_flags(self) -> npt.NDArray[np.bool_]:
-        """Which features the window flags now: KL above the threshold and significant
-        (Holm over the features with enough values). The p-values are computed only when
-        some KL is above its threshold."""
+    def _new_window_flags(self) -> npt.NDArray[np.bool_]:
+        """Which features never flagged before the window flags now: KL above the threshold
+        and significant (Holm over the features with enough values). The p-values are
+        computed only when such a feature's KL is above its threshold."""
         samples = self.kl.samples
         enough = samples >= self._min_samples
-        above = enough & (self.kl.values() > self._thresholds)
+        above = enough & (self.kl.values() > self._thresholds) & (self._first_flag_messages < 0)
         if not above.any():
             return above
         adjusted = holm_adjusted(np.where(enough, self.divergences().p_value, np.nan))

@@ -107,10 +107,12 @@ class PaneScan:
         self._feature_of_bin = np.repeat(np.arange(len(self._bin_starts)), n_bins)
         self._min_values = np.maximum(MIN_SCALE_VALUES,
                                       VALUES_PER_BIN * np.asarray(occupied, dtype=np.int64))
+        self._min_values = self._min_values[None, :]  # against (scales, features)
         n_features = len(self._bin_starts)
         self._panes = np.zeros((panes, len(self._reference)), dtype=np.int64)
         self._closed = 0
         self._arrivals: IntArray | None = None
+        self._stacks: dict[int, tuple[IntArray, IntArray]] = {}
         self.holding = np.zeros(n_features, dtype=bool)
         self.scores = np.full(n_features, np.nan)
         # The smallest scale that rejects, in values, while the alarm holds (0: none).
@@ -131,43 +133,61 @@ class PaneScan:
         arrivals = self._arrivals
         self._arrivals = None
         n_features = len(self._bin_starts)
-        if arrivals is None:
-            arrivals = np.zeros(len(self._bin_slots) + 2 * n_features, dtype=np.int64)
-        messages = int(arrivals[self._message_slots].sum())
         ring = len(self._panes)
-        self._panes[self._closed % ring] = arrivals[self._bin_slots]
+        row = self._closed % ring
+        if arrivals is None:
+            self._panes[row] = 0
+            messages = 0
+        else:
+            self._panes[row] = arrivals[self._bin_slots]
+            messages = int(arrivals[self._message_slots].sum())
         self._closed += 1
-        newest_first = [(self._closed - 1 - age) % ring
-                        for age in range(min(self._closed, ring))]
-        cumulative = np.cumsum(self._panes[newest_first], axis=0)
-        usable = [scale for scale in self.scales if scale <= len(newest_first)]
+        closed = min(self._closed, ring)
+        usable = self._usable_scales(closed)
         level = scale_level(self.false_alarms_per_million, messages, len(self.scales))
-        was_holding = self.holding.copy()
+        was_holding = self.holding
         if not usable or level <= 0.0:
-            self.holding[:] = False
-            self.scores[:] = np.nan
-            self.scale_messages[:] = 0
+            self.holding = np.zeros(n_features, dtype=bool)
+            self.scores = np.full(n_features, np.nan)
+            self.scale_messages = np.zeros(n_features, dtype=np.int64)
             return np.zeros(n_features, dtype=bool)
+        # The ring's rows from the newest back, summed: row k - 1 is the last k panes.
+        newest_first = (row - np.arange(closed)) % ring
+        cumulative = np.cumsum(self._panes[newest_first], axis=0)
         windows = cumulative[[scale - 1 for scale in usable]]  # (scales, bins)
-        n_bins_total = len(self._reference)
-        starts = (self._bin_starts[None, :]
-                  + n_bins_total * np.arange(len(usable))[:, None]).ravel()
-        _, _, p_value = homogeneity_test(windows.ravel(), np.tile(self._reference,
-                                                                   len(usable)), starts)
+        starts, reference = self._stacked(len(usable))
+        _, _, p_value = homogeneity_test(windows.ravel(), reference, starts)
         p_value = p_value.reshape(len(usable), n_features)
         values = np.add.reduceat(windows, self._bin_starts, axis=1)  # (scales, features)
-        tested = values >= self._min_values[None, :]
-        log_level = math.log(level)
-        scores = np.where(tested, np.log(np.maximum(p_value, 1e-300)) / log_level, np.nan)
+        tested = values >= self._min_values
         rejects = tested & (p_value <= level)
+        # ln p / ln level: above 1 where p is below the level; untested scales count -inf.
+        scores = np.where(tested, np.log(np.maximum(p_value, 1e-300)), np.inf) \
+            / math.log(level)
+        best = scores.max(axis=0)
         self.holding = np.asarray(rejects.any(axis=0), dtype=bool)
-        with np.errstate(invalid="ignore"):
-            self.scores = np.where(tested.any(axis=0), np.nanmax(
-                np.where(tested, scores, -np.inf), axis=0), np.nan)
+        self.scores = np.where(best > -np.inf, best, np.nan)
         first_rejecting = np.argmax(rejects, axis=0)
         self.scale_messages = np.where(self.holding,
                                        values[first_rejecting, np.arange(n_features)], 0)
-        return self.holding & ~was_holding
+        raised: npt.NDArray[np.bool_] = self.holding & ~was_holding
+        return raised
+
+    def _usable_scales(self, closed: int) -> list[int]:
+        """The scales that ``closed`` panes can fill."""
+        return [scale for scale in self.scales if scale <= closed]
+
+    def _stacked(self, n_scales: int) -> tuple[IntArray, IntArray]:
+        """Where each (scale, feature) starts in the scales' bins laid end to end, and the
+        reference repeated for each scale (kept: they depend on the number of scales only)."""
+        cached = self._stacks.get(n_scales)
+        if cached is None:
+            n_bins_total = len(self._reference)
+            starts = (self._bin_starts[None, :]
+                      + n_bins_total * np.arange(n_scales)[:, None]).ravel()
+            cached = (starts, np.tile(self._reference, n_scales))
+            self._stacks[n_scales] = cached
+        return cached
 
     def take_panes(self, other: PaneScan) -> None:
         """Carry over another scan's panes and state (the same bins, a new reference)."""
@@ -184,6 +204,6 @@ class PaneScan:
         self._panes[:] = 0
         self._closed = 0
         self._arrivals = None
-        self.holding[:] = False
-        self.scores[:] = np.nan
-        self.scale_messages[:] = 0
+        self.holding = np.zeros_like(self.holding)
+        self.scores = np.full_like(self.scores, np.nan)
+        self.scale_messages = np.zeros_like(self.scale_messages)

@@ -231,7 +231,7 @@ def test_an_event_time_window_is_scanned_pane_by_pane() -> None:
                 for v, w in rng.normal(size=(3000, 2))]
     payloads += [json.dumps({"x": float(v) + 2.0, "y": float(w)}).encode()
                  for v, w in rng.normal(size=(600, 2))]
-    times = 1_700_000_000.0 + np.arange(len(payloads)) * 0.6  # 100 messages a minute
+    times = 1_700_000_000.0 + np.arange(len(payloads), dtype=np.float64) * 0.6  # 100 a minute
     for start in range(0, len(payloads), 250):
         monitor.process_payloads(payloads[start:start + 250], times[start:start + 250])
     report = monitor.report().features["x"]
