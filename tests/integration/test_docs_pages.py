@@ -55,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.parametrize(("page", "text"), [
     ("", "watches the Kafka topic that feeds a deployed model"),
-    ("getting-started/", "monthly_charges: after message 2600"),
+    ("getting-started/", "monthly_charges: after message 1200"),
     ("reference/metrics/", "streamdrift_kl_divergence"),
     ("operations/runbooks/", "StreamdriftFeatureDrift"),
 ])
