@@ -22,6 +22,15 @@ correction), at a level that keeps the scan's false alarms under a stated rate:
 
 The score of a feature is the largest ``ln p / ln level`` over its scales: 1 at the
 threshold, above 1 past it.
+
+Most pane closes show nothing, and the full test costs more than everything else at a pane
+close: a bound screens them first. The test's G is at most the G of the same table before
+any column is pooled (pooling merges columns, which never raises a likelihood-ratio
+statistic; Williams' correction only divides it), and its degrees of freedom are at least
+one less than the columns whose reference count alone keeps them from being pooled
+(``r * min(n, m) / (n + m) >= 5``). So ``p >= chi2_sf(G unpooled, that)``: where that bound
+is above the level, no scale can reject, and the full test runs only for the scores, when
+they are asked for.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from streamdrift.divergence import homogeneity_test
+from streamdrift.divergence import MIN_EXPECTED, chi2_sf, homogeneity_test, xlogx
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -113,8 +122,14 @@ class PaneScan:
         self._closed = 0
         self._arrivals: IntArray | None = None
         self._stacks: dict[int, tuple[IntArray, IntArray]] = {}
+        self._reference_values = np.add.reduceat(self._reference, self._bin_starts
+                                                 ).astype(np.float64)
+        self._reference_xlogx = np.add.reduceat(xlogx(self._reference), self._bin_starts)
+        # What the last pane close tested: (windows, values, tested, level), and the full
+        # test's p-values once computed.
+        self._last: tuple[IntArray, IntArray, npt.NDArray[np.bool_], float] | None = None
+        self._last_p_value: FloatArray | None = None
         self.holding = np.zeros(n_features, dtype=bool)
-        self.scores = np.full(n_features, np.nan)
         # The smallest scale that rejects, in values, while the alarm holds (0: none).
         self.scale_messages = np.zeros(n_features, dtype=np.int64)
 
@@ -147,31 +162,70 @@ class PaneScan:
         level = scale_level(self.false_alarms_per_million, messages, len(self.scales))
         was_holding = self.holding
         if not usable or level <= 0.0:
+            self._last = None
             self.holding = np.zeros(n_features, dtype=bool)
-            self.scores = np.full(n_features, np.nan)
             self.scale_messages = np.zeros(n_features, dtype=np.int64)
             return np.zeros(n_features, dtype=bool)
         # The ring's rows from the newest back, summed: row k - 1 is the last k panes.
         newest_first = (row - np.arange(closed)) % ring
         cumulative = np.cumsum(self._panes[newest_first], axis=0)
         windows = cumulative[[scale - 1 for scale in usable]]  # (scales, bins)
-        starts, reference = self._stacked(len(usable))
-        _, _, p_value = homogeneity_test(windows.ravel(), reference, starts)
-        p_value = p_value.reshape(len(usable), n_features)
         values = np.add.reduceat(windows, self._bin_starts, axis=1)  # (scales, features)
         tested = values >= self._min_values
-        rejects = tested & (p_value <= level)
-        # ln p / ln level: above 1 where p is below the level; untested scales count -inf.
-        scores = np.where(tested, np.log(np.maximum(p_value, 1e-300)), np.inf) \
-            / math.log(level)
-        best = scores.max(axis=0)
+        self._last = (windows, values, tested, level)
+        self._last_p_value = None
+        if (tested & self._may_reject(windows, values, level)).any():
+            rejects = tested & (self._p_values() <= level)
+        else:
+            rejects = np.zeros_like(tested)
         self.holding = np.asarray(rejects.any(axis=0), dtype=bool)
-        self.scores = np.where(best > -np.inf, best, np.nan)
         first_rejecting = np.argmax(rejects, axis=0)
         self.scale_messages = np.where(self.holding,
                                        values[first_rejecting, np.arange(n_features)], 0)
         raised: npt.NDArray[np.bool_] = self.holding & ~was_holding
         return raised
+
+    @property
+    def scores(self) -> FloatArray:
+        """Every feature's score at the last pane close (NaN: no scale tested)."""
+        if self._last is None:
+            return np.full(len(self._bin_starts), np.nan)
+        _, _, tested, level = self._last
+        # ln p / ln level: above 1 where p is below the level; untested scales count -inf.
+        scores = np.where(tested, np.log(np.maximum(self._p_values(), 1e-300)), np.inf) \
+            / math.log(level)
+        best = scores.max(axis=0)
+        return np.where(best > -np.inf, best, np.nan)
+
+    def _p_values(self) -> FloatArray:
+        """The full test of every scale at the last pane close, (scales, features); computed
+        once per pane close, when asked for."""
+        if self._last_p_value is None:
+            assert self._last is not None
+            windows, _, _, _ = self._last
+            starts, reference = self._stacked(len(windows))
+            _, _, p_value = homogeneity_test(windows.ravel(), reference, starts)
+            self._last_p_value = p_value.reshape(len(windows), len(self._bin_starts))
+        return self._last_p_value
+
+    def _may_reject(self, windows: IntArray, values: IntArray, level: float
+                    ) -> npt.NDArray[np.bool_]:
+        """False where the test of a scale cannot reject at ``level`` (module docstring):
+        ``chi2_sf(G before pooling, columns never pooled - 1) > level``."""
+        m = self._reference_values  # (features,)
+        n = values.astype(np.float64)
+        smaller_share = np.minimum(n, m) / np.maximum(n + m, 1.0)  # (scales, features)
+        by_bin = self._feature_of_bin
+        kept = (self._reference[None, :] * smaller_share[:, by_bin]) >= MIN_EXPECTED
+        never_pooled = np.add.reduceat(kept, self._bin_starts, axis=1)
+        # G / 2 of the table before pooling: sum over cells of O ln O, less the rows' and
+        # the columns' totals' x ln x, plus the grand total's.
+        half_g = (np.add.reduceat(xlogx(windows) - xlogx(windows + self._reference),
+                                  self._bin_starts, axis=1)
+                  + self._reference_xlogx - xlogx(n) - xlogx(m) + xlogx(n + m))
+        bound = chi2_sf(2.0 * np.maximum(half_g, 0.0), np.maximum(never_pooled - 1, 1))
+        may: npt.NDArray[np.bool_] = bound <= level
+        return may
 
     def _usable_scales(self, closed: int) -> list[int]:
         """The scales that ``closed`` panes can fill."""
@@ -195,8 +249,9 @@ class PaneScan:
         self._closed = other._closed
         self._arrivals = other._arrivals
         self.holding = other.holding
-        self.scores = other.scores
         self.scale_messages = other.scale_messages
+        # The last close's windows stay; their test is the new reference's.
+        self._last = other._last
 
     def clear(self) -> None:
         """Forget every pane (the window was emptied): no scale is tested until panes
@@ -204,6 +259,7 @@ class PaneScan:
         self._panes[:] = 0
         self._closed = 0
         self._arrivals = None
+        self._last = None
+        self._last_p_value = None
         self.holding = np.zeros_like(self.holding)
-        self.scores = np.full_like(self.scores, np.nan)
         self.scale_messages = np.zeros_like(self.scale_messages)

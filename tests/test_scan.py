@@ -240,3 +240,42 @@ def test_an_event_time_window_is_scanned_pane_by_pane() -> None:
     # The shift starts at message 3,000, within a minute (and a pane) of its start.
     assert 3000 < report.first_flag_messages <= 3200
     assert monitor.report().features["y"].scan_alarms_total == 0
+
+
+def test_the_screen_never_hides_a_rejection() -> None:
+    """A pane close skips the full test where a bound says no scale can reject: over pane
+    closes of null and shifted data, of every size around the pooling edge, with bins the
+    reference left empty, the alarms are those of the full test at every scale."""
+    rng = np.random.default_rng(10)
+    screened = exact = 0
+    for trial in range(300):
+        n_bins = int(rng.integers(2, 30))
+        law = rng.dirichlet(np.full(n_bins, 0.7))
+        reference = rng.multinomial(int(rng.integers(50, 5000)), law)
+        occupied = int(np.count_nonzero(reference))
+        scan = PaneScan(reference, np.array([0]), np.array([occupied]), panes=4,
+                        false_alarms_per_million=float(rng.choice([1.0, 100.0, 1e4])),
+                        bin_slots=np.arange(n_bins), first_feature_slots=slice(0, n_bins + 2))
+        pane_size = int(rng.integers(5, 400))
+        panes = []
+        for _ in range(6):
+            moved = law if rng.random() < 0.6 else rng.dirichlet(np.full(n_bins, 1.0))
+            pane = rng.multinomial(pane_size, moved)
+            panes.append(pane)
+            scan.on_change(None, np.concatenate([pane, [0, 0]]))
+            scan.close()
+            level = scale_level(scan.false_alarms_per_million, pane_size, 3)
+            expected = False
+            for scale in (1, 2, 4):
+                if scale > len(panes):
+                    continue
+                window = np.sum(panes[-scale:], axis=0)
+                if window.sum() < max(30, 10 * occupied):
+                    continue
+                _, _, p_value = homogeneity_test(window, reference, np.array([0]))
+                expected |= bool(p_value[0] <= level)
+            assert bool(scan.holding[0]) == expected, trial
+            exact += expected
+            screened += scan._last_p_value is None
+    assert exact > 50  # rejections were there to hide
+    assert screened > 300  # and the screen skipped the full test often
