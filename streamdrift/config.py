@@ -611,6 +611,13 @@ class _Section:
             return None
         return self.number(name, low, low, low_inclusive)
 
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.take(name, default)
+        if not isinstance(value, bool):
+            self.report(name, "must be true or false", value)
+            return default
+        return value
+
     def text(self, name: str, default: str) -> str:
         value = self.take(name, default)
         if not isinstance(value, str) or not value.strip():
@@ -965,12 +972,8 @@ def _parse_detector(section: _Section) -> DetectorConfig:
 
 def _parse_scan(section: _Section) -> ScanConfig:
     defaults = ScanConfig()
-    enabled = section.take("enabled", defaults.enabled)
-    if not isinstance(enabled, bool):
-        section.report("enabled", "must be true or false", enabled)
-        enabled = defaults.enabled
     scan = ScanConfig(
-        enabled=enabled,
+        enabled=section.boolean("enabled", defaults.enabled),
         false_alarms_per_million=section.number(
             "false_alarms_per_million", defaults.false_alarms_per_million, 0.0,
             low_inclusive=False),
@@ -1260,10 +1263,7 @@ def _parse_web_users(raw: object, problems: list[str]) -> dict[str, str]:
 
 def _parse_service(section: _Section) -> ServiceConfig:
     defaults = ServiceConfig()
-    refill = section.take("refill", defaults.refill)
-    if not isinstance(refill, bool):
-        section.report("refill", "must be true or false", refill)
-        refill = defaults.refill
+    refill = section.boolean("refill", defaults.refill)
     service = ServiceConfig(
         publish_interval_s=section.number("publish_interval_s", defaults.publish_interval_s,
                                           0.0, low_inclusive=False),
