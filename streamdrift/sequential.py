@@ -38,17 +38,20 @@ arrays, ``counts`` of shape (features, members, max_bins), and ``totals`` (``n``
 ``scores`` (``W``) of shape (features, members). The per-value loop is a numba kernel,
 compiled on the first detector built; without numba (the ``fast`` extra) a numpy loop over
 rows, vectorized across features and members, gives the same results bit for bit (both
-take the logarithm from libm).
+take the logarithm from libm). The kernel lives in ``cusum_kernel``, apart: mutation
+testing rewrites the functions of the modules it mutates into dispatchers that numba cannot
+compile; this module's numpy loop is mutated instead, and a test holds the two equal.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from streamdrift.cusum_kernel import compiled_kernel
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -134,11 +137,11 @@ class MixtureCusum:
         kernel: Callable[..., None] | None = None
         if compiled is None:
             try:
-                kernel = _compiled_kernel()
+                kernel = compiled_kernel()
             except ImportError:
                 kernel = None
         elif compiled:
-            kernel = _compiled_kernel()
+            kernel = compiled_kernel()
         self._kernel = kernel if kernel is not None else _update_rows_numpy
 
     @property
@@ -206,76 +209,12 @@ def _check_probabilities(feature: int, q: FloatArray) -> None:
         raise ValueError(f"probabilities of feature {feature} must sum to 1 (got {total!r})")
 
 
-def _update_rows(
-    bins: IntArray, counts: IntArray, totals: IntArray, scores: FloatArray,
-    prior_mass: FloatArray, q: FloatArray, strengths: FloatArray, n_bins: IntArray,
-    threshold: float, alarms: npt.NDArray[np.bool_],
-) -> None:  # pragma: no cover - runs compiled, where coverage does not see it
-    """The rules of the module docstring, value by value; numba compiles this function.
-
-    The increment is written ``ln((c_i + a q_i) / ((n + a) q_i))``: one logarithm instead of
-    two, the same arithmetic, in the same order, as ``_update_rows_numpy``.
-    """
-    n_rows, n_features = bins.shape
-    n_members = strengths.shape[0]
-    for row in range(n_rows):
-        for feature in range(n_features):
-            b = bins[row, feature]
-            if b < 0:
-                continue
-            alarm = False
-            for member in range(n_members):
-                n = totals[feature, member]
-                if n == 0:
-                    counts[feature, member, b] = 1
-                    totals[feature, member] = 1
-                    continue
-                score = scores[feature, member] + math.log(
-                    (counts[feature, member, b] + prior_mass[feature, member, b])
-                    / ((n + strengths[member]) * q[feature, b]))
-                if score <= 0.0:
-                    scores[feature, member] = 0.0
-                    totals[feature, member] = 0
-                    for i in range(n_bins[feature]):
-                        counts[feature, member, i] = 0
-                else:
-                    scores[feature, member] = score
-                    totals[feature, member] = n + 1
-                    counts[feature, member, b] += 1
-                    if score >= threshold:
-                        alarm = True
-            if alarm:
-                alarms[row, feature] = True
-                for member in range(n_members):
-                    scores[feature, member] = 0.0
-                    totals[feature, member] = 0
-                    for i in range(n_bins[feature]):
-                        counts[feature, member, i] = 0
-
-
-_KERNEL_SIGNATURE = (
-    "void(int64[:, ::1], int64[:, :, ::1], int64[:, ::1], float64[:, ::1], "
-    "float64[:, :, ::1], float64[:, ::1], float64[::1], int64[::1], float64, boolean[:, ::1])"
-)
-
-
-@functools.cache
-def _compiled_kernel() -> Callable[..., None]:
-    """``_update_rows`` compiled by numba, once per process (about a second); numba is
-    imported here, not with the module, which would take a quarter of a second. No
-    ``cache=True``: the container's file system is read-only."""
-    import numba
-
-    kernel: Callable[..., None] = numba.njit(_KERNEL_SIGNATURE, nogil=True)(_update_rows)
-    return kernel
-
-
 def _update_rows_numpy(
     bins: IntArray, counts: IntArray, totals: IntArray, scores: FloatArray,
     prior_mass: FloatArray, q: FloatArray, strengths: FloatArray, n_bins: IntArray,
     threshold: float, alarms: npt.NDArray[np.bool_],
 ) -> None:
-    """``_update_rows`` without numba: a Python loop over rows, each row one step of all
+    """``cusum_kernel.update_rows`` without numba: a Python loop over rows, each row one step of all
     (feature, member) pairs at once. ``n_bins`` is not needed: padded counts stay zero."""
     n_features, n_members, max_bins = counts.shape
     # Flat views: a pair p = feature * members + member; writes go to the state arrays.

@@ -13,7 +13,7 @@ CORE = ["streamdrift.config", "streamdrift.decoding", "streamdrift.features",
         "streamdrift.monitor", "streamdrift.detectors", "streamdrift.binning",
         "streamdrift.schema", "streamdrift.framing", "streamdrift.formats",
         "streamdrift.values", "streamdrift.avro", "streamdrift.protobuf", "streamdrift.scan",
-        "streamdrift.sequential"]
+        "streamdrift.sequential", "streamdrift.cusum_kernel"]
 FORBIDDEN = ["kafka", "prometheus_client", "http.server", "socketserver", "confluent_kafka"]
 
 
