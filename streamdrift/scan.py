@@ -252,14 +252,3 @@ class PaneScan:
         self.scale_messages = other.scale_messages
         # The last close's windows stay; their test is the new reference's.
         self._last = other._last
-
-    def clear(self) -> None:
-        """Forget every pane (the window was emptied): no scale is tested until panes
-        close again."""
-        self._panes[:] = 0
-        self._closed = 0
-        self._arrivals = None
-        self._last = None
-        self._last_p_value = None
-        self.holding = np.zeros_like(self.holding)
-        self.scale_messages = np.zeros_like(self.scale_messages)

@@ -279,3 +279,52 @@ def test_the_screen_never_hides_a_rejection() -> None:
             screened += scan._last_p_value is None
     assert exact > 50  # rejections were there to hide
     assert screened > 300  # and the screen skipped the full test often
+
+
+def _one_feature_scan(reference: np.ndarray, panes: int = 4) -> PaneScan:
+    return PaneScan(reference, np.array([0]), np.array([np.count_nonzero(reference)]),
+                    panes=panes, false_alarms_per_million=1.0,
+                    bin_slots=np.arange(len(reference)),
+                    first_feature_slots=slice(0, len(reference) + 2))
+
+
+def _arrive(scan: PaneScan, pane: np.ndarray) -> None:
+    scan.on_change(None, np.concatenate([pane, [0, 0]]))
+
+
+def test_a_pane_close_without_messages_tests_nothing_and_counts_as_an_empty_pane() -> None:
+    """An event-time window can close a pane no message fell in: it has no false-alarm
+    budget (its level is 0), and the next closes see it as a pane of nothing."""
+    reference = np.full(4, 5000)
+    scan = _one_feature_scan(reference)
+    _arrive(scan, np.array([400, 0, 0, 0]))  # the newest pane all in one bin
+    assert scan.close()[0]
+    assert not scan.close()[0]  # no arrivals: nothing tested, the alarm is over
+    assert not scan.holding[0]
+    assert np.isnan(scan.scores[0])
+    _arrive(scan, np.array([100, 100, 100, 100]))
+    scan.close()
+    # Scales 1 and 2 hold the last pane, and it with the empty one (scale 4 waits for a
+    # fourth pane): the empty pane adds nothing to the sums.
+    expected = []
+    for window in ([100, 100, 100, 100], [100, 100, 100, 100]):
+        _, _, p_value = homogeneity_test(np.array(window), reference, np.array([0]))
+        expected.append(np.log(p_value[0]) / np.log(scale_level(1.0, 400, 3)))
+    assert scan.scores[0] == pytest.approx(max(expected), rel=1e-12)
+
+
+def test_a_new_reference_takes_the_open_pane_and_the_last_close() -> None:
+    old = _one_feature_scan(np.full(4, 5000))
+    _arrive(old, np.array([100, 100, 100, 100]))
+    old.close()
+    _arrive(old, np.array([300, 0, 0, 0]))  # in the open pane when the reference changes
+    new_reference = np.array([2000, 6000, 6000, 6000])
+    new = _one_feature_scan(new_reference)
+    new.take_panes(old)
+    # The last close is tested against the new reference when its scores are asked for.
+    _, _, p_value = homogeneity_test(np.array([100, 100, 100, 100]), new_reference,
+                                     np.array([0]))
+    assert new.scores[0] == pytest.approx(
+        np.log(p_value[0]) / np.log(scale_level(1.0, 400, 3)), rel=1e-12)
+    assert new.close()[0]  # the pane of 300 in one bin came along
+    assert new.scale_messages[0] == 300

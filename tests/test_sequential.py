@@ -312,6 +312,14 @@ def test_state_and_attributes():
     # After a reset a value starts a run again: the first increment is 0.
     detector.update(np.array([[0, 1]]))
     assert detector.scores.tolist() == [0.0, 0.0]
+    # And from then on it is a fresh detector: nothing of before the reset is left.
+    fresh = MixtureCusum([q, np.full(2, 0.5)], [100, 400], 3.5)
+    fresh.update(np.array([[0, 1]]))
+    rows = np.array([[0, 1], [1, 1], [0, 0], [0, 1], [2, 1], [0, 1]])
+    assert detector.update(rows)[0].tolist() == fresh.update(rows)[0].tolist()
+    np.testing.assert_array_equal(detector.scores, fresh.scores)
+    # A threshold under 1 is a threshold too.
+    assert MixtureCusum([q], [100.0], 0.5).threshold == 0.5
     # Without an alarm threshold within reach: never an alarm, W grows.
     endless = MixtureCusum([q], [100.0], math.inf)
     assert endless.update(np.zeros((5_000, 1), dtype=np.int64))[0].tolist() == []
@@ -328,6 +336,9 @@ def test_state_and_attributes():
 def test_bad_probabilities_are_refused(probabilities, message):
     with pytest.raises(ValueError, match=message):
         MixtureCusum(probabilities, [100.0], 5.0)
+    # The message names the feature.
+    with pytest.raises(ValueError, match="of feature 1 "):
+        MixtureCusum([np.full(2, 0.5), *probabilities], [100.0], 5.0)
 
 
 def test_bad_strengths_and_thresholds_are_refused():
@@ -347,7 +358,7 @@ def test_bad_bins_are_refused_before_any_change(compiled):
     detector.update(np.array([[0, 0]] * 5))
     before = detector.scores
     cases: list[tuple[np.ndarray, str]] = [
-        (np.array([[0, 0], [0, 2]]), "bin 2 of feature 1 at row 1"),
+        (np.array([[0, 0], [0, 2]]), r"bin 2 of feature 1 at row 1 is outside -1\.\.1$"),
         (np.array([[-2, 0]]), "bin -2 of feature 0 at row 0"),
         (np.zeros((2, 3), dtype=np.int64), "shape"),
         (np.zeros(2, dtype=np.int64), "shape"),
