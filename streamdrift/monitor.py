@@ -301,8 +301,13 @@ class DriftMonitor:
         self._scan: PaneScan | None = None
         self._set_reference(self._feature_baselines)
         if config.scan.enabled and n_features:
+            self._scan = PaneScan(
+                self._reference_counts, self.layout.bin_starts,
+                np.array(self._occupied_bins, dtype=np.int64), config.window.panes,
+                config.scan.false_alarms_per_million, self.layout.bin_slots,
+                slice(0, int(self.layout.n_bins[0]) + 2))
             # The scan sees arrivals before the window's other listeners; it ignores the rest.
-            self.histogram.window_listeners.insert(0, self._scan_arrivals)
+            self.histogram.window_listeners.insert(0, self._scan.on_change)
         self._scan_alarms = np.zeros(n_features, dtype=np.int64)
         self._sequential: MixtureCusum | None = None
         self._sequential_alarms = np.zeros(n_features, dtype=np.int64)
@@ -549,15 +554,9 @@ class DriftMonitor:
         # that is significant at alpha with Bonferroni over the features.
         self._g_critical = g_critical_values(self.config.divergence.alpha / len(self.specs),
                                              np.array(self._occupied_bins) - 1).tolist()
-        if self.config.scan.enabled and self.specs:
-            scan = PaneScan(
-                self._reference_counts, self.layout.bin_starts,
-                np.array(self._occupied_bins, dtype=np.int64), self.config.window.panes,
-                self.config.scan.false_alarms_per_million, self.layout.bin_slots,
-                slice(0, int(self.layout.n_bins[0]) + 2))
-            if self._scan is not None:
-                scan.take_panes(self._scan)  # same bins, new reference: the panes stay
-            self._scan = scan
+        if self._scan is not None:  # same bins, new reference: the panes stay
+            self._scan.set_reference(self._reference_counts,
+                                     np.array(self._occupied_bins, dtype=np.int64))
 
     def _comparison(self, features: Sequence[FeatureBaseline]
                     ) -> tuple[npt.NDArray[np.float64], IncrementalKL]:
@@ -592,11 +591,6 @@ class DriftMonitor:
         return True
 
     # ---- evaluation --------------------------------------------------------------------
-
-    def _scan_arrivals(self, counts: npt.NDArray[np.int64], delta: npt.NDArray[np.int64]
-                       ) -> None:
-        if self._scan is not None:
-            self._scan.on_change(counts, delta)
 
     def _apply_sequential_alarms(self, before_row: int) -> None:
         """Count the sequential alarms of the batch's rows before ``before_row``: each holds

@@ -107,31 +107,38 @@ class PaneScan:
                  first_feature_slots: slice) -> None:
         self.scales = scan_scales(panes)
         self.false_alarms_per_million = false_alarms_per_million
-        self._reference = np.asarray(reference, dtype=np.int64)
         self._bin_starts = np.asarray(bin_starts, dtype=np.int64)
         self._bin_slots = np.asarray(bin_slots, dtype=np.int64)
         # Every message fills one slot of each feature: the first feature's slots count them.
         self._message_slots = first_feature_slots
-        n_bins = np.diff(np.append(self._bin_starts, len(self._reference)))
+        n_bins_total = len(self._bin_slots)
+        n_bins = np.diff(np.append(self._bin_starts, n_bins_total))
         self._feature_of_bin = np.repeat(np.arange(len(self._bin_starts)), n_bins)
-        self._min_values = np.maximum(MIN_SCALE_VALUES,
-                                      VALUES_PER_BIN * np.asarray(occupied, dtype=np.int64))
-        self._min_values = self._min_values[None, :]  # against (scales, features)
         n_features = len(self._bin_starts)
-        self._panes = np.zeros((panes, len(self._reference)), dtype=np.int64)
+        self._panes = np.zeros((panes, n_bins_total), dtype=np.int64)
         self._closed = 0
         self._arrivals: IntArray | None = None
-        self._stacks: dict[int, tuple[IntArray, IntArray]] = {}
-        self._reference_values = np.add.reduceat(self._reference, self._bin_starts
-                                                 ).astype(np.float64)
-        self._reference_xlogx = np.add.reduceat(xlogx(self._reference), self._bin_starts)
-        # What the last pane close tested: (windows, values, tested, level), and the full
-        # test's p-values once computed.
-        self._last: tuple[IntArray, IntArray, npt.NDArray[np.bool_], float] | None = None
+        # What the last pane close tested: (windows, tested, level), and the full test's
+        # p-values once computed.
+        self._last: tuple[IntArray, npt.NDArray[np.bool_], float] | None = None
         self._last_p_value: FloatArray | None = None
+        self.set_reference(reference, occupied)
         self.holding = np.zeros(n_features, dtype=bool)
         # The smallest scale that rejects, in values, while the alarm holds (0: none).
         self.scale_messages = np.zeros(n_features, dtype=np.int64)
+
+    def set_reference(self, reference: IntArray, occupied: IntArray) -> None:
+        """Test against another reference with the same bins (a new baseline): the panes
+        stay, and the last close is tested again against it when its scores are asked for."""
+        self._reference = np.asarray(reference, dtype=np.int64)
+        # Against (scales, features).
+        self._min_values = np.maximum(MIN_SCALE_VALUES, VALUES_PER_BIN * np.asarray(
+            occupied, dtype=np.int64))[None, :]
+        self._reference_values = np.add.reduceat(self._reference, self._bin_starts
+                                                 ).astype(np.float64)
+        self._reference_xlogx = np.add.reduceat(xlogx(self._reference), self._bin_starts)
+        self._stacks: dict[int, tuple[IntArray, IntArray]] = {}
+        self._last_p_value = None
 
     def on_change(self, counts_after: IntArray | None, delta: IntArray) -> None:
         """Keep an arrival (a batch's counts: no negative entry) for the open pane."""
@@ -172,7 +179,7 @@ class PaneScan:
         windows = cumulative[[scale - 1 for scale in usable]]  # (scales, bins)
         values = np.add.reduceat(windows, self._bin_starts, axis=1)  # (scales, features)
         tested = values >= self._min_values
-        self._last = (windows, values, tested, level)
+        self._last = (windows, tested, level)
         self._last_p_value = None
         if (tested & self._may_reject(windows, values, level)).any():
             rejects = tested & (self._p_values() <= level)
@@ -190,7 +197,7 @@ class PaneScan:
         """Every feature's score at the last pane close (NaN: no scale tested)."""
         if self._last is None:
             return np.full(len(self._bin_starts), np.nan)
-        _, _, tested, level = self._last
+        _, tested, level = self._last
         # ln p / ln level: above 1 where p is below the level; untested scales count -inf.
         scores = np.where(tested, np.log(np.maximum(self._p_values(), 1e-300)), np.inf) \
             / math.log(level)
@@ -202,7 +209,7 @@ class PaneScan:
         once per pane close, when asked for."""
         if self._last_p_value is None:
             assert self._last is not None
-            windows, _, _, _ = self._last
+            windows, _, _ = self._last
             starts, reference = self._stacked(len(windows))
             _, _, p_value = homogeneity_test(windows.ravel(), reference, starts)
             self._last_p_value = p_value.reshape(len(windows), len(self._bin_starts))
@@ -242,13 +249,3 @@ class PaneScan:
             cached = (starts, np.tile(self._reference, n_scales))
             self._stacks[n_scales] = cached
         return cached
-
-    def take_panes(self, other: PaneScan) -> None:
-        """Carry over another scan's panes and state (the same bins, a new reference)."""
-        self._panes = other._panes
-        self._closed = other._closed
-        self._arrivals = other._arrivals
-        self.holding = other.holding
-        self.scale_messages = other.scale_messages
-        # The last close's windows stay; their test is the new reference's.
-        self._last = other._last
