@@ -663,8 +663,20 @@ class DriftMonitor:
         above = enough & (self.kl.values() > self._thresholds) & (self._first_flag_messages < 0)
         if not above.any():
             return above
-        adjusted = holm_adjusted(np.where(enough, self.divergences().p_value, np.nan))
-        return above & (adjusted <= self.config.divergence.alpha)
+        _, flags = self._window_decision(self.divergences().p_value)
+        return above & flags
+
+    def _window_decision(self, p_value: npt.NDArray[np.float64]
+                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The window's rule, from every feature's two-sample p-value: the p-values
+        Holm-adjusted over the features with enough values (the features evaluated together
+        are one family of tests; NaN for the others), and which features it flags: enough
+        values, KL above the threshold and the adjusted p-value at most alpha."""
+        enough = self.kl.samples >= self._min_samples
+        adjusted = holm_adjusted(np.where(enough, p_value, np.nan))
+        alpha = self.config.divergence.alpha
+        flags = enough & (self.kl.values() > self._thresholds) & (adjusted <= alpha)
+        return adjusted, flags
 
     def _observe_pane(self, pane_id: int) -> None:
         read = self._position(self.histogram.closing_row)
@@ -684,9 +696,8 @@ class DriftMonitor:
         """A frozen picture of the current window and the totals since start."""
         current = self.divergences()
         samples_all = self.kl.samples
-        enough_all = samples_all >= self._min_samples
-        # The features evaluated together are one family of tests: Holm over them.
-        adjusted = holm_adjusted(np.where(enough_all, current.p_value, np.nan)).tolist()
+        adjusted_all, window_flags_all = self._window_decision(current.p_value)
+        adjusted, window_flags = adjusted_all.tolist(), window_flags_all.tolist()
         noise_floor = expected_null_kl(samples_all, self._reference_samples,
                                        self._occupied_bins).tolist()
         alpha = self.config.divergence.alpha
@@ -737,8 +748,8 @@ class DriftMonitor:
             enough = samples >= min_samples
             threshold = thresholds[index]
             flagged_by = tuple(detector for detector, flagged in zip(DETECTORS, (
-                enough and kl[index] > threshold and adjusted[index] <= alpha,
-                scan_holding[index], sequential_holding[index]), strict=True) if flagged)
+                window_flags[index], scan_holding[index], sequential_holding[index]),
+                strict=True) if flagged)
             status: FeatureStatus = ("drift" if flagged_by else
                                      "ok" if enough else "insufficient_data")
             feature_totals = totals[start:start + n_bins + 2]

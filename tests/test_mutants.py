@@ -57,8 +57,8 @@ MUTANTS = [
     Mutant(
         "drift decided with >= at the threshold",
         "streamdrift/monitor.py",
-        "enough and kl[index] > threshold and adjusted[index]",
-        "enough and kl[index] >= threshold and adjusted[index]",
+        "flags = enough & (self.kl.values() > self._thresholds) & (adjusted <= alpha)",
+        "flags = enough & (self.kl.values() >= self._thresholds) & (adjusted <= alpha)",
         "tests/test_monitor.py::test_the_threshold_itself_is_not_drift",
     ),
 ]
