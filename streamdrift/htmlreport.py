@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from streamdrift.baseline import Baseline
 from streamdrift.monitor import DriftReport, FeatureReport
-from streamdrift.timeline import DETECTOR_NAMES, FirstFlag, Timeline
+from streamdrift.timeline import FirstFlag, Timeline, name_detectors
 
 CHART_WIDTH = 880
 BAR_HEIGHT = 190
@@ -164,8 +164,7 @@ def _feature_section(feature: FeatureReport, flag: FirstFlag | None,
         facts += (f" &middot; missing {feature.missing_ratio:.1%} "
                   f"(baseline {feature.baseline_missing_ratio:.1%})")
     if feature.flagged_by:
-        facts += " &middot; flagged by " + " and ".join(
-            DETECTOR_NAMES[detector] for detector in feature.flagged_by)
+        facts += f" &middot; flagged by {name_detectors(feature.flagged_by)}"
     parts = [f'<section id="{_anchor(feature.name)}">',
              f"<h2>{_e(feature.name)} {_badge(feature.status)}</h2>",
              f'<p class="meta">{facts}</p>',

@@ -28,6 +28,25 @@ DETECTOR_NAMES = {"window": "the window", "scan": "the scan",
                   "sequential": "the sequential test"}
 
 
+def name_detectors(detectors: Sequence[str]) -> str:
+    """The detectors as the reports name them.
+
+    >>> name_detectors(("window", "scan"))
+    'the window and the scan'
+    """
+    return " and ".join(DETECTOR_NAMES.get(detector, detector) for detector in detectors)
+
+
+def iso_time(seconds: float) -> str:
+    """Seconds since the epoch in ISO-8601, UTC, to the millisecond.
+
+    >>> iso_time(1704067200.5)
+    '2024-01-01T00:00:00.500Z'
+    """
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class FeaturePoint:
     kl: float | None
@@ -48,10 +67,7 @@ class TimelinePoint:
     @property
     def event_time(self) -> str | None:
         """The event time in ISO-8601 (UTC), when the window has one."""
-        if self.event_time_s is None:
-            return None
-        moment = datetime.fromtimestamp(self.event_time_s, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return None if self.event_time_s is None else iso_time(self.event_time_s)
 
 
 @dataclass(frozen=True)
@@ -65,10 +81,7 @@ class FirstFlag:
 
     def by(self) -> str:
         """", by the scan": the detectors that flagged it first, as the reports say it."""
-        if not self.detectors:
-            return ""
-        return ", by " + " and ".join(DETECTOR_NAMES.get(detector, detector)
-                                      for detector in self.detectors)
+        return f", by {name_detectors(self.detectors)}" if self.detectors else ""
 
 
 # How far back from a pane's close a MessageClock looks for a message with a readable time.
@@ -204,7 +217,7 @@ class Timeline:
             return later[0].event_time
         moment = None if self.clock is None else self.clock.time_of(messages)
         if moment is not None:
-            return TimelinePoint(None, messages, moment, {}).event_time
+            return iso_time(moment)
         return later[0].event_time if later else None
 
 

@@ -11,7 +11,7 @@ from streamdrift.features import extract_features
 from streamdrift.monitor import DriftMonitor
 from streamdrift.synthetic import DEMO_DRIFTED, SyntheticStream, demo_config
 from streamdrift.textreport import render_report
-from streamdrift.timeline import DETECTOR_NAMES
+from streamdrift.timeline import name_detectors
 
 REFERENCE_MESSAGES = 50_000
 
@@ -68,7 +68,7 @@ def demo(args: argparse.Namespace) -> int:
         if feature.first_flag_messages is not None and feature.first_flag_detector:
             print(f"  {name}: first flagged after message {feature.first_flag_messages}, "
                   f"{feature.first_flag_messages - drift_from} after the drift began, by "
-                  f"{DETECTOR_NAMES[feature.first_flag_detector]}")
+                  f"{name_detectors((feature.first_flag_detector,))}")
     print()
     print(render_report(report))
     return 0 if sorted(drifted) == sorted(DEMO_DRIFTED) else 1
