@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -53,10 +53,8 @@ from streamdrift.features import (
 from streamdrift.formats import PayloadDecoder
 from streamdrift.scan import PaneScan
 from streamdrift.schema import DecodedColumns
+from streamdrift.sequential import MixtureCusum, cusum_threshold
 from streamdrift.sketch import PartitionedWindow, SlotLayout
-
-if TYPE_CHECKING:
-    from streamdrift.sequential import MixtureCusum
 
 FeatureStatus = Literal["ok", "drift", "insufficient_data"]
 # The three ways a feature is flagged (docs/statistics.md): the window's effect size, the
@@ -316,8 +314,6 @@ class DriftMonitor:
         # Alarms of the batch being counted not yet applied: (row, feature), in order.
         self._pending_alarms: list[tuple[int, int]] = []
         if config.detector.sequential and n_features:
-            from streamdrift.sequential import MixtureCusum, cusum_threshold
-
             self._sequential = MixtureCusum(
                 [feature.probabilities for feature in self._feature_baselines],
                 config.detector.prior_strengths,
