@@ -197,6 +197,7 @@ class DetectorConfig:
     method: DetectorMethod = "adwin"
     params: Mapping[str, float | int] = field(default_factory=dict)
     arl0: float = 1_000_000.0
+    # A weak prior for large shifts, a strong one for small shifts.
     prior_strengths: tuple[float, ...] = (100.0, 400.0)
 
     @property

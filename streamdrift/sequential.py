@@ -56,10 +56,6 @@ from streamdrift.cusum_kernel import compiled_kernel
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-# The members of a detector unless configured: a weak prior for large shifts, a strong one
-# for small shifts.
-DEFAULT_PRIOR_STRENGTHS = (100.0, 400.0)
-
 # As the baseline file allows: probabilities written with some rounding.
 _PROBABILITY_SUM_TOLERANCE = 1e-6
 

@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from scipy.special import gammaln, pdtrc
 
-from streamdrift.sequential import DEFAULT_PRIOR_STRENGTHS, MixtureCusum, cusum_threshold
+from streamdrift.config import DetectorConfig
+from streamdrift.sequential import MixtureCusum, cusum_threshold
+
+# The members streamdrift runs unless configured.
+DEFAULT_PRIOR_STRENGTHS = DetectorConfig().prior_strengths
 
 
 def _baseline(rng, n_bins):
